@@ -1,0 +1,238 @@
+"""Binary masks: validation, COCO RLE (pycocotools), boxes, IoU, areas, resizing, union.
+
+Conventions
+-----------
+* A batch of masks is a ``(N, H, W)`` bool array; a single ``(H, W)`` mask is accepted
+  wherever a batch is and treated as ``N = 1``.
+* Boxes are ``(N, 4)`` float XYXY in absolute pixels, *half-open*: the tight box of a mask
+  is ``[min_x, min_y, max_x + 1, max_y + 1]`` (DAM's released ``mask_to_box``, REFERENCE §1).
+* RLE is COCO's compressed RLE: ``{"size": [H, W], "counts": str}`` (the ``counts`` bytes of
+  pycocotools decoded to ASCII so the dict is JSON- and Arrow-serialisable).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pycocotools import mask as coco_mask
+
+from .errors import InvalidMaskError
+
+__all__ = [
+    "as_mask_batch",
+    "encode_rle",
+    "decode_rle",
+    "rle_size",
+    "mask_areas",
+    "masks_to_boxes",
+    "boxes_to_masks",
+    "mask_iou",
+    "resize_masks",
+    "union_masks",
+    "iter_decoded",
+]
+
+
+def as_mask_batch(
+    masks,
+    name: str = "masks",
+    *,
+    image_size: tuple[int, int] | None = None,
+    allow_empty: bool = False,
+) -> np.ndarray:
+    """Validate binary masks and return them as a ``(N, H, W)`` bool array.
+
+    Accepts bool arrays, or integer / float arrays whose values are only 0 and 1 (torch
+    tensors are converted). Raises `InvalidMaskError` for other dtypes, values outside
+    {0, 1}, wrong rank, a shape that differs from ``image_size = (H, W)``, and — unless
+    ``allow_empty`` — for a mask with no pixel set.
+    """
+    if isinstance(masks, torch.Tensor):
+        masks = masks.detach().cpu().numpy()
+    if not isinstance(masks, np.ndarray):
+        try:
+            masks = np.asarray(masks)
+        except Exception as exc:  # ragged lists and the like
+            raise InvalidMaskError(f"{name} must be an array of shape (N, H, W) or (H, W): {exc}") from exc
+    if masks.ndim == 2:
+        masks = masks[None]
+    if masks.ndim != 3:
+        raise InvalidMaskError(f"{name} must have shape (N, H, W) or (H, W), got shape {masks.shape}")
+    if masks.dtype != bool:
+        if masks.dtype.kind not in "biuf":
+            raise InvalidMaskError(f"{name} must be bool or numeric 0/1, got dtype {masks.dtype}")
+        if masks.size and not np.isin(masks, (0, 1)).all():
+            bad = masks[~np.isin(masks, (0, 1))].flat[0]
+            raise InvalidMaskError(f"{name} must be binary (values 0/1), found value {bad!r}")
+        masks = masks.astype(bool)
+    if image_size is not None and tuple(masks.shape[1:]) != tuple(image_size):
+        raise InvalidMaskError(
+            f"{name} must have spatial shape (H, W) = {tuple(image_size)} of the image, got {tuple(masks.shape[1:])}"
+        )
+    if not allow_empty and masks.shape[0]:
+        empty = ~masks.any(axis=(1, 2))
+        if empty.any():
+            raise InvalidMaskError(f"{name}[{int(np.flatnonzero(empty)[0])}] is empty (no pixel set)")
+    return masks
+
+
+def encode_rle(masks, name: str = "masks", *, allow_empty: bool = True) -> list[dict]:
+    """Encode ``(N, H, W)`` (or ``(H, W)``) binary masks to a list of N COCO RLE dicts."""
+    batch = as_mask_batch(masks, name, allow_empty=allow_empty)
+    fortran = np.asfortranarray(batch.transpose(1, 2, 0).astype(np.uint8))
+    rles = coco_mask.encode(fortran) if batch.shape[0] else []
+    return [{"size": [int(s) for s in r["size"]], "counts": r["counts"].decode("ascii")} for r in rles]
+
+
+def _to_coco_rle(rle, name: str) -> dict:
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise InvalidMaskError(f"{name} must be a COCO RLE dict with 'size' and 'counts', got {type(rle).__name__}")
+    size = rle["size"]
+    if len(size) != 2 or any(int(s) < 0 for s in size):
+        raise InvalidMaskError(f"{name}['size'] must be [H, W], got {size!r}")
+    counts = rle["counts"]
+    h, w = int(size[0]), int(size[1])
+    if isinstance(counts, list):  # uncompressed RLE
+        if sum(counts) != h * w:
+            raise InvalidMaskError(f"{name}: uncompressed counts sum to {sum(counts)}, expected H*W = {h * w}")
+        return coco_mask.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")
+    if not isinstance(counts, bytes):
+        raise InvalidMaskError(f"{name}['counts'] must be str, bytes or list of ints, got {type(counts).__name__}")
+    return {"size": [h, w], "counts": counts}
+
+
+def rle_size(rle, name: str = "rle") -> tuple[int, int]:
+    """Return ``(H, W)`` of a COCO RLE dict."""
+    return tuple(int(s) for s in _to_coco_rle(rle, name)["size"])
+
+
+def decode_rle(rles: Sequence[dict] | dict, name: str = "rles", *, image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode COCO RLE dicts (compressed or uncompressed) to a ``(N, H, W)`` bool array.
+
+    All RLEs must share one size, equal to ``image_size`` when given (else `InvalidMaskError`).
+    """
+    if isinstance(rles, dict):
+        rles = [rles]
+    objs = [_to_coco_rle(r, f"{name}[{i}]") for i, r in enumerate(rles)]
+    sizes = {tuple(o["size"]) for o in objs}
+    if image_size is not None:
+        for i, o in enumerate(objs):
+            if tuple(o["size"]) != tuple(image_size):
+                raise InvalidMaskError(f"{name}[{i}] has size {tuple(o['size'])}, expected image size {tuple(image_size)}")
+    if not objs:
+        h, w = image_size if image_size is not None else (0, 0)
+        return np.zeros((0, h, w), dtype=bool)
+    if len(sizes) > 1:
+        raise InvalidMaskError(f"{name} must share one size, got sizes {sorted(sizes)}")
+    try:
+        decoded = coco_mask.decode(objs)  # (H, W, N) uint8
+    except Exception as exc:
+        raise InvalidMaskError(f"{name}: corrupt RLE counts ({exc})") from exc
+    return np.ascontiguousarray(decoded.transpose(2, 0, 1)).astype(bool)
+
+
+def mask_areas(masks, name: str = "masks") -> np.ndarray:
+    """Pixel counts of ``(N, H, W)`` masks -> ``(N,)`` int64."""
+    batch = as_mask_batch(masks, name, allow_empty=True)
+    return batch.reshape(batch.shape[0], batch.shape[1] * batch.shape[2]).sum(axis=1, dtype=np.int64)
+
+
+def masks_to_boxes(masks, name: str = "masks") -> np.ndarray:
+    """Tight half-open boxes of ``(N, H, W)`` masks -> ``(N, 4)`` float64 XYXY.
+
+    ``x1 = max_x + 1`` and ``y1 = max_y + 1`` (REFERENCE §1). An empty mask has no box and
+    raises `InvalidMaskError` (the released DAM code crashes there).
+    """
+    batch = as_mask_batch(masks, name, allow_empty=False)
+    rows = batch.any(axis=2)  # (N, H)
+    cols = batch.any(axis=1)  # (N, W)
+    h, w = batch.shape[1:]
+    y0 = rows.argmax(axis=1)
+    y1 = h - rows[:, ::-1].argmax(axis=1)
+    x0 = cols.argmax(axis=1)
+    x1 = w - cols[:, ::-1].argmax(axis=1)
+    return np.stack([x0, y0, x1, y1], axis=1).astype(np.float64)
+
+
+def boxes_to_masks(boxes, image_size: tuple[int, int], name: str = "boxes") -> np.ndarray:
+    """Rasterise ``(N, 4)`` XYXY boxes into ``(N, H, W)`` bool masks.
+
+    Pixel ``(y, x)`` is inside when ``floor(x0) <= x < ceil(x1)`` and likewise for y, so
+    an integer half-open box maps to exactly ``mask[y0:y1, x0:x1]`` and
+    ``masks_to_boxes(boxes_to_masks(b)) == b`` for integer boxes inside the image.
+    Boxes are validated (finite, non-degenerate) and clipped to the image.
+    """
+    from .boxes import validate_boxes
+
+    h, w = image_size
+    b = validate_boxes(boxes, name, image_size=image_size, clip=True)
+    x0 = np.floor(b[:, 0]).astype(int)
+    y0 = np.floor(b[:, 1]).astype(int)
+    x1 = np.ceil(b[:, 2]).astype(int)
+    y1 = np.ceil(b[:, 3]).astype(int)
+    xs = np.arange(w)
+    ys = np.arange(h)
+    in_x = (xs[None] >= x0[:, None]) & (xs[None] < x1[:, None])  # (N, W)
+    in_y = (ys[None] >= y0[:, None]) & (ys[None] < y1[:, None])  # (N, H)
+    return in_y[:, :, None] & in_x[:, None, :]
+
+
+def mask_iou(masks_a, masks_b, *, names: tuple[str, str] = ("masks_a", "masks_b")) -> np.ndarray:
+    """Pairwise IoU of ``(N, H, W)`` and ``(M, H, W)`` masks -> ``(N, M)`` float64.
+
+    Intersections are one matrix product of the flattened masks (exact: counts stay below
+    2**24 in float32, float64 is used beyond). A pair whose union is empty has IoU 0.
+    """
+    a = as_mask_batch(masks_a, names[0], allow_empty=True)
+    b = as_mask_batch(masks_b, names[1], allow_empty=True)
+    if a.shape[1:] != b.shape[1:]:
+        raise InvalidMaskError(f"{names[0]} and {names[1]} must share (H, W), got {a.shape[1:]} and {b.shape[1:]}")
+    dtype = np.float32 if a.shape[1] * a.shape[2] < 2**24 else np.float64
+    hw = a.shape[1] * a.shape[2]
+    fa = a.reshape(a.shape[0], hw).astype(dtype)
+    fb = b.reshape(b.shape[0], hw).astype(dtype)
+    inter = (fa @ fb.T).astype(np.float64)
+    union = fa.sum(1, dtype=np.float64)[:, None] + fb.sum(1, dtype=np.float64)[None] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def resize_masks(masks, size: tuple[int, int], *, mode: str = "area", name: str = "masks") -> torch.Tensor:
+    """Resize ``(N, H, W)`` masks to a ``size = (h, w)`` grid -> ``(N, h, w)`` float32 tensor.
+
+    ``mode="area"``: each cell holds the fraction of its pixels inside the mask (adaptive
+    average pooling; soft weights for mask pooling). ``mode="nearest"``: 0/1 values.
+    """
+    if mode not in ("area", "nearest"):
+        raise InvalidMaskError(f"mode must be 'area' or 'nearest', got {mode!r}")
+    if isinstance(masks, torch.Tensor) and masks.dtype == torch.bool:
+        t = masks.float()
+        if t.ndim == 2:
+            t = t[None]
+        if t.ndim != 3:
+            raise InvalidMaskError(f"{name} must have shape (N, H, W), got {tuple(t.shape)}")
+    else:
+        t = torch.from_numpy(as_mask_batch(masks, name, allow_empty=True).astype(np.float32))
+    h, w = int(size[0]), int(size[1])
+    if h <= 0 or w <= 0:
+        raise InvalidMaskError(f"size must be positive (h, w), got {size!r}")
+    if mode == "area":
+        return F.adaptive_avg_pool2d(t[:, None], (h, w))[:, 0]
+    return F.interpolate(t[:, None], size=(h, w), mode="nearest")[:, 0]
+
+
+def union_masks(masks, name: str = "masks", *, image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Union of ``(N, H, W)`` masks -> ``(H, W)`` bool (all False for N = 0 with ``image_size``)."""
+    if image_size is not None and len(masks) == 0:
+        return np.zeros(tuple(image_size), dtype=bool)
+    return as_mask_batch(masks, name, allow_empty=True, image_size=image_size).any(axis=0)
+
+
+def iter_decoded(rles: Iterable[dict], name: str = "rles") -> Iterable[np.ndarray]:
+    """Decode RLEs one at a time (``(H, W)`` bool each), for streaming over large sets."""
+    for i, r in enumerate(rles):
+        yield decode_rle([r], f"{name}[{i}]")[0]

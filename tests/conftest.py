@@ -1,0 +1,37 @@
+"""Shared test fixtures: a photograph, the tiny SAM, the reference-data location."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def reference_data_dir() -> Path:
+    """`../shared/reference-data` beside the clone, or $REGIONLIB_REFERENCE_DATA."""
+    return Path(os.environ.get("REGIONLIB_REFERENCE_DATA", REPO_ROOT.parent / "shared" / "reference-data"))
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """scikit-image's astronaut, downscaled to 128x128 RGB uint8."""
+    from skimage import data
+    from skimage.transform import resize
+
+    return (resize(data.astronaut(), (128, 128), anti_aliasing=True) * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_sam():
+    from regionlib.sam import build_sam
+
+    return build_sam("tiny", seed=0)

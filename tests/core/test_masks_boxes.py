@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+
+from regionlib.boxes import box_iou, clip_boxes, scale_boxes, validate_boxes
+from regionlib.errors import InvalidBoxError, InvalidMaskError
+from regionlib.masks import (
+    as_mask_batch,
+    boxes_to_masks,
+    decode_rle,
+    encode_rle,
+    mask_areas,
+    mask_iou,
+    masks_to_boxes,
+    resize_masks,
+    union_masks,
+)
+
+
+def random_masks(rng, n=6, h=37, w=53):
+    m = rng.random((n, h, w)) < rng.uniform(0.05, 0.6, size=(n, 1, 1))
+    m[np.arange(n), rng.integers(h, size=n), rng.integers(w, size=n)] = True
+    return m
+
+
+def test_rle_round_trip_and_coco_counts():
+    rng = np.random.default_rng(0)
+    m = random_masks(rng)
+    rles = encode_rle(m)
+    assert all(r["size"] == [37, 53] and isinstance(r["counts"], str) for r in rles)
+    np.testing.assert_array_equal(decode_rle(rles), m)
+    # uncompressed COCO RLE: column-major run lengths starting with zeros
+    col = np.zeros((3, 2), bool)
+    col[1:, 0] = True
+    assert decode_rle({"size": [3, 2], "counts": [1, 2, 3]})[0].tolist() == col.tolist()
+
+
+def test_rle_size_disagreement_and_corruption():
+    rles = encode_rle(np.ones((1, 4, 5), bool))
+    with pytest.raises(InvalidMaskError, match="image size"):
+        decode_rle(rles, image_size=(5, 4))
+    with pytest.raises(InvalidMaskError, match="sum to"):
+        decode_rle({"size": [3, 2], "counts": [1, 2]})
+    mixed = rles + encode_rle(np.ones((1, 2, 2), bool))
+    with pytest.raises(InvalidMaskError, match="share one size"):
+        decode_rle(mixed)
+
+
+def test_mask_to_box_is_half_open_and_inverts_box_to_mask():
+    m = np.zeros((10, 12), bool)
+    m[2:5, 3:9] = True
+    assert masks_to_boxes(m).tolist() == [[3, 2, 9, 5]]
+    boxes = np.array([[3, 2, 9, 5], [0, 0, 12, 10], [11, 9, 12, 10]], float)
+    np.testing.assert_array_equal(masks_to_boxes(boxes_to_masks(boxes, (10, 12))), boxes)
+    assert mask_areas(boxes_to_masks(boxes, (10, 12))).tolist() == [18, 120, 1]
+
+
+def test_mask_validation_errors():
+    with pytest.raises(InvalidMaskError, match=r"masks\[1\] is empty"):
+        masks_to_boxes(np.stack([np.ones((3, 3)), np.zeros((3, 3))]))
+    with pytest.raises(InvalidMaskError, match="binary"):
+        as_mask_batch(np.full((2, 2), 0.5))
+    with pytest.raises(InvalidMaskError, match="spatial shape"):
+        as_mask_batch(np.ones((1, 4, 4), bool), image_size=(4, 5))
+    with pytest.raises(InvalidMaskError, match="dtype"):
+        as_mask_batch(np.array([["a"]]))
+    with pytest.raises(InvalidMaskError, match="shape"):
+        as_mask_batch(np.ones((1, 1, 2, 2)))
+
+
+def test_mask_iou_matches_brute_force():
+    rng = np.random.default_rng(1)
+    a, b = random_masks(rng, 5), random_masks(rng, 4)
+    got = mask_iou(a, b)
+    for i in range(5):
+        for j in range(4):
+            inter = np.logical_and(a[i], b[j]).sum()
+            union = np.logical_or(a[i], b[j]).sum()
+            assert got[i, j] == pytest.approx(inter / union, abs=1e-12)
+    empty = np.zeros((1, 37, 53), bool)
+    assert mask_iou(empty, empty)[0, 0] == 0.0
+
+
+def test_box_iou_matches_brute_force_and_validation():
+    rng = np.random.default_rng(2)
+    xy = rng.uniform(0, 50, (6, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(1, 30, (6, 2))], axis=1)
+    got = box_iou(boxes, boxes[:3])
+    for i in range(6):
+        for j in range(3):
+            a, b = boxes[i], boxes[j]
+            iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+            ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+            inter = iw * ih
+            union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+            assert got[i, j] == pytest.approx(inter / union, abs=1e-12)
+    with pytest.raises(InvalidBoxError, match="degenerate"):
+        validate_boxes([[5, 5, 5, 9]])
+    with pytest.raises(InvalidBoxError, match="NaN"):
+        validate_boxes([[0, 0, np.nan, 1]])
+    with pytest.raises(InvalidBoxError, match="outside the image"):
+        validate_boxes([[0, 0, 20, 5]], image_size=(10, 10))
+    assert validate_boxes([[-5, 0, 20, 5]], image_size=(10, 10), clip=True).tolist() == [[0, 0, 10, 5]]
+    with pytest.raises(InvalidBoxError, match="degenerate"):
+        validate_boxes([[20, 0, 30, 5]], image_size=(10, 10), clip=True)
+    assert clip_boxes([[-1, -1, 11, 3]], (10, 10)).tolist() == [[0, 0, 10, 3]]
+    assert scale_boxes([[1, 2, 3, 4]], (2, 0.5)).tolist() == [[2, 1, 6, 2]]
+
+
+def test_resize_and_union():
+    m = np.zeros((1, 8, 8), bool)
+    m[0, :4, :4] = True
+    area = resize_masks(m, (2, 2), mode="area")
+    assert area[0].tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    near = resize_masks(m, (4, 4), mode="nearest")
+    assert near[0].sum().item() == 4
+    u = union_masks(np.stack([m[0], np.flipud(m[0])]))
+    assert u.sum() == 32
+    assert union_masks([], image_size=(3, 4)).shape == (3, 4)
