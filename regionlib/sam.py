@@ -187,7 +187,7 @@ class SamSegmenter:
         return (2 * t - 1) * self.mask_logit
 
     @torch.no_grad()
-    def predict(self, prompts: Sequence[Prompt], *, multimask_output: bool = True, batch_size: int = 64) -> SamPrediction:
+    def predict(self, prompts: Sequence[Prompt], *, multimask_output: bool = True, batch_size: int = 8) -> SamPrediction:
         """Run all ``prompts`` on the current image; see `SamPrediction` for shapes."""
         if self.image_size is None:
             raise InvalidPromptError("call set_image(image) before predict()")
@@ -234,7 +234,7 @@ class SamSegmenter:
                 low_res[idx] = low.float().cpu().numpy()
         return SamPrediction(masks=masks, iou_predictions=ious, low_res_logits=low_res)
 
-    def segment(self, prompts: Sequence[Prompt], *, multimask_output: bool = True, batch_size: int = 64) -> Regions:
+    def segment(self, prompts: Sequence[Prompt], *, multimask_output: bool = True, batch_size: int = 8) -> Regions:
         """One mask per prompt (best by predicted IoU when multimask) as `Regions`.
 
         ``data`` holds ``predicted_iou`` (also ``scores``) and ``prompt_index``. A prompt whose

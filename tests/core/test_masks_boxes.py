@@ -116,3 +116,15 @@ def test_resize_and_union():
     u = union_masks(np.stack([m[0], np.flipud(m[0])]))
     assert u.sum() == 32
     assert union_masks([], image_size=(3, 4)).shape == (3, 4)
+
+
+@pytest.mark.parametrize("shape,grid", [((5, 64, 64), (16, 16)), ((3, 64, 96), (8, 12)), ((4, 30, 40), (6, 5)), ((2, 33, 64), (11, 8))])
+def test_area_resize_fast_path_equals_adaptive_pool(shape, grid):
+    import torch
+
+    rng = np.random.default_rng(7)
+    m = rng.random(shape) < 0.4
+    want = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(m).float()[:, None], grid)[:, 0]
+    got = resize_masks(m, grid, mode="area")
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
