@@ -19,7 +19,7 @@ export MPLBACKEND := Agg
 
 env: $(STAMP)
 
-$(STAMP): $(LOCK)
+$(STAMP):  # keyed by the lock hash in the path, not by file times (a new clone reuses it)
 	@echo "regionlib: building environment $(VENV) (one time per lock file)"
 	rm -rf $(VENV)
 	mkdir -p $(VENV_ROOT)
