@@ -1,0 +1,166 @@
+"""Training recipes, optimisation and resumable training state (used by ``ray_jobs/train.py``).
+
+Recipes (REFERENCE §1, §4):
+
+* ``sca`` — SCA Tab. 1: AdamW (0.9, 0.999), lr 1e-4 scaled linearly with the batch size
+  relative to 64 and capped at 4e-4, cosine decay after 200 warmup steps, weight decay 1e-4,
+  gradient clipping 1.0, label smoothing 0.1.
+* ``dam`` — DAM App. H.2: AdamW, lr 1e-4 (3B), cosine decay with warmup ratio 0.03, no weight
+  decay, 1 epoch.
+
+`TrainState` saves and restores everything a bit-exact resume needs: weights (safetensors),
+optimizer state (tensors in safetensors, the rest in JSON), scheduler state, step, and the
+torch / numpy / Python RNG states. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError, ConfigError
+from .shards import atomic_write_bytes
+
+__all__ = ["Recipe", "RECIPES", "get_recipe", "build_optimizer", "build_scheduler", "TrainState"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Optimisation hyper-parameters (one named set per paper)."""
+
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    grad_clip: float | None = 1.0
+    label_smoothing: float = 0.0
+    lr_batch_reference: int | None = None  # scale lr linearly with batch / this, if set
+    lr_cap: float | None = None
+
+    def scaled_lr(self, batch_size: int) -> float:
+        lr = self.lr
+        if self.lr_batch_reference:
+            lr = lr * batch_size / self.lr_batch_reference
+        return min(lr, self.lr_cap) if self.lr_cap else lr
+
+    def warmup_for(self, total_steps: int) -> int:
+        return self.warmup_steps or int(math.ceil(self.warmup_ratio * total_steps))
+
+
+RECIPES: dict[str, Recipe] = {
+    "sca": Recipe(lr=1e-4, weight_decay=1e-4, warmup_steps=200, grad_clip=1.0, label_smoothing=0.1,
+                  lr_batch_reference=64, lr_cap=4e-4),
+    "dam": Recipe(lr=1e-4, weight_decay=0.0, warmup_ratio=0.03, grad_clip=1.0, label_smoothing=0.0),
+}
+
+
+def get_recipe(name: str, **overrides) -> Recipe:
+    """A named recipe with keyword overrides (e.g. ``warmup_steps=5`` for a short run)."""
+    if name not in RECIPES:
+        raise ConfigError(f"recipe must be one of {sorted(RECIPES)}, got {name!r}")
+    unknown = set(overrides) - set(Recipe.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown recipe fields {sorted(unknown)}")
+    return replace(RECIPES[name], **overrides)
+
+
+def build_optimizer(model: torch.nn.Module, recipe: Recipe, *, batch_size: int) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on biases and norms (1-d tensors)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    if not decay and not no_decay:
+        raise ConfigError("the model has no trainable parameters")
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=recipe.scaled_lr(batch_size), betas=recipe.betas)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, *, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup then cosine decay to 0 over ``total_steps``."""
+    warmup = recipe.warmup_for(total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass
+class TrainState:
+    """A resumable snapshot: ``step`` plus model / optimizer / scheduler / RNG state."""
+
+    step: int
+
+    @staticmethod
+    def save(directory: str | Path, *, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler, config: dict) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(d / "model.safetensors"))
+        opt = optimizer.state_dict()
+        tensors, plain = {}, {}
+        for pid, st in opt["state"].items():
+            for name, value in st.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"{pid}.{name}"] = value.detach().cpu().contiguous()
+                else:
+                    plain[f"{pid}.{name}"] = value
+        save_file(tensors, str(d / "optimizer.safetensors"))
+        save_file({"torch_rng": torch.get_rng_state()}, str(d / "rng.safetensors"))
+        np_state = np.random.get_state()
+        meta = {
+            "step": step,
+            "config": config,
+            "optimizer_param_groups": opt["param_groups"],
+            "optimizer_plain_state": plain,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            "python_rng": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        }
+        atomic_write_bytes(d / "state.json", json.dumps(meta).encode())
+        return d
+
+    @staticmethod
+    def load(directory: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+             scheduler=None) -> dict:
+        """Restore in place; returns the saved JSON metadata (``step``, ``config``, ...)."""
+        d = Path(directory)
+        for name in ("model.safetensors", "state.json"):
+            if not (d / name).exists():
+                raise CheckpointError(f"{d}: missing {name}")
+        meta = json.loads((d / "state.json").read_text())
+        try:
+            model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{d}: weights disagree with the model ({exc})") from exc
+        if optimizer is not None:
+            tensors = load_file(str(d / "optimizer.safetensors"))
+            state: dict = {}
+            for key, value in {**tensors, **meta["optimizer_plain_state"]}.items():
+                pid, name = key.split(".", 1)
+                state.setdefault(int(pid), {})[name] = value
+            optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"]})
+        if scheduler is not None and meta["scheduler"] is not None:
+            scheduler.load_state_dict(meta["scheduler"])
+        torch.set_rng_state(load_file(str(d / "rng.safetensors"))["torch_rng"])
+        np_rng = meta["numpy_rng"]
+        np.random.set_state((np_rng[0], np.array(np_rng[1], dtype=np.uint32), *np_rng[2:]))
+        py = meta["python_rng"]
+        random.setstate((py[0], tuple(py[1]), py[2]))
+        return meta
+
+
+def recipe_dict(recipe: Recipe) -> dict:
+    return asdict(recipe)
