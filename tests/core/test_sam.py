@@ -101,3 +101,16 @@ def test_builders_and_safe_loading(tmp_path):
     save_file({"image_encoder.pos_embed": torch.zeros(1)}, str(bad))
     with pytest.raises(CheckpointError, match="disagree"):
         build_sam("tiny", checkpoint=bad)
+
+
+def test_automatic_proposals_become_regions(segmenter, photo):
+    regions = segmenter.propose(photo, points_per_side=4, pred_iou_thresh=-10.0, stability_score_thresh=0.0,
+                                box_nms_thresh=1.0)
+    assert len(regions) > 0 and regions.image_size == (128, 128)
+    assert set(regions.data) >= {"predicted_iou", "stability_score", "point_coords", "crop_box"}
+    assert np.isfinite(regions.data["stability_score"]).all()
+    np.testing.assert_array_equal(regions.scores, regions.data["predicted_iou"])
+    # same proposals in COCO RLE output mode
+    rle = segmenter.propose(photo, points_per_side=4, pred_iou_thresh=-10.0, stability_score_thresh=0.0,
+                            box_nms_thresh=1.0, output_mode="coco_rle")
+    np.testing.assert_array_equal(rle.masks, regions.masks)
