@@ -202,26 +202,30 @@ def mask_iou(masks_a, masks_b, *, names: tuple[str, str] = ("masks_a", "masks_b"
 
 
 def _block_fraction(batch: np.ndarray, h: int, w: int) -> np.ndarray | None:
-    """Exact area fractions by integer block counts, or None when the fast path does not apply.
+    """Exact area fractions from integer block counts, or None when this fast path does not apply.
 
     Applies when ``H % h == 0`` and ``W % w == 0`` with a block width ``kw = W / w`` that is a
-    multiple of 4 or 8 (and ``kh * kw < 2**16``): the bool bytes of each block row are summed
-    4 or 8 at a time by viewing them as uint32 / uint64 words and multiplying by
-    0x01..01 (the top byte of the product is the sum of the bytes, each 0 or 1). Equal to
-    `adaptive_avg_pool2d` on the float masks (tested), without materialising them as floats.
+    multiple of 8 (or 4) and ``kh * 8`` (or ``kh * 4``) <= 255. The bool bytes are viewed as
+    uint64 (uint32) words; summing the ``kh`` rows of a block adds the bytes lane by lane without
+    carries (each lane <= kh), and multiplying by 0x01..01 puts the sum of a word's lanes in its
+    top byte. Equal to `adaptive_avg_pool2d` on the float masks (tested) without building them.
     """
     n, big_h, big_w = batch.shape
     if big_h % h or big_w % w or not batch.flags.c_contiguous:
         return None
     kh, kw = big_h // h, big_w // w
-    if kh * kw >= 2**16:
-        return None
-    for word, ones, shift in ((8, np.uint64(0x0101010101010101), np.uint64(56)), (4, np.uint32(0x01010101), np.uint32(24))):
-        if kw % word == 0:
-            dtype = np.uint64 if word == 8 else np.uint32
-            sums = batch.view(np.uint8).view(dtype) * ones  # (N, H, W / word)
-            sums >>= shift
-            counts = sums.reshape(n, h, kh, w, kw // word).sum(axis=(2, 4), dtype=np.uint32)
+    for word, dtype, ones, shift in (
+        (8, np.uint64, np.uint64(0x0101010101010101), np.uint64(56)),
+        (4, np.uint32, np.uint32(0x01010101), np.uint32(24)),
+    ):
+        if kw % word == 0 and kh * word <= 255:
+            words = batch.view(np.uint8).view(dtype).reshape(n, h, kh, big_w // word)
+            lanes = words[:, :, 0].copy()  # (N, h, W / word): per-column counts in byte lanes
+            for row in range(1, kh):
+                lanes += words[:, :, row]
+            lanes *= ones
+            lanes >>= shift  # counts per word
+            counts = lanes if kw == word else lanes.reshape(n, h, w, kw // word).sum(axis=3, dtype=dtype)
             return counts.astype(np.float32) / np.float32(kh * kw)
     return None
 

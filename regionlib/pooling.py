@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import RegionLibError
+from .errors import InvalidMaskError, RegionLibError
 from .masks import as_mask_batch, resize_masks
 
 __all__ = ["PooledMasks", "mask_pool"]
@@ -58,9 +58,12 @@ def mask_pool(features: torch.Tensor, masks, *, weights: str = "area", batch_ind
         raise RegionLibError(f"weights must be 'area' or 'nearest', got {weights!r}")
     if isinstance(masks, torch.Tensor):
         masks = masks.detach().cpu().numpy()
-    batch = as_mask_batch(masks, "masks")
+    batch = as_mask_batch(masks, "masks", allow_empty=True)
     grid = tuple(features.shape[-2:])
     area = resize_masks(batch, grid, mode="area").to(features.device)
+    empty = (area.flatten(1).sum(1) == 0).cpu().numpy()  # area weights vanish only for empty masks
+    if empty.any():
+        raise InvalidMaskError(f"masks[{int(np.flatnonzero(empty)[0])}] is empty (no pixel set)")
     w = area
     vanished = np.zeros(0, dtype=np.int64)
     if weights == "nearest":

@@ -128,3 +128,13 @@ def test_area_resize_fast_path_equals_adaptive_pool(shape, grid):
     got = resize_masks(m, grid, mode="area")
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+def test_area_fast_path_with_uint64_words_and_large_blocks():
+    import torch
+
+    rng = np.random.default_rng(3)
+    for shape, grid in [((3, 64, 128), (8, 8)), ((2, 256, 256), (4, 4)), ((2, 32, 64), (1, 8))]:
+        m = rng.random(shape) < 0.5
+        want = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(m).float()[:, None], grid)[:, 0]
+        torch.testing.assert_close(resize_masks(m, grid), want, atol=0, rtol=0)
