@@ -56,11 +56,14 @@ def ray_head(free_port):
 def test_job_submitted_to_a_running_head(ray_head, sample_images, tmp_path):
     url, env = ray_head
     out = tmp_path / "cache"
-    proc = subprocess.run(
-        [RAY, "job", "submit", "--address", url, "--working-dir", str(REPO), "--",
-         "python", "ray_jobs/cache_features.py", "--images", str(sample_images), "--out", str(out), "--shard-size", "3"],
-        env=env, capture_output=True, text=True, timeout=400,
-    )
+    cmd = [RAY, "job", "submit", "--address", url, "--working-dir", str(REPO), "--",
+           "python", "ray_jobs/cache_features.py", "--images", str(sample_images), "--out", str(out), "--shard-size", "3"]
+    deadline = time.time() + 120
+    while True:  # the head's job agent comes up a little after the dashboard answers
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+        if "No available agent" not in proc.stderr + proc.stdout or time.time() > deadline:
+            break
+        time.sleep(3)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "succeeded" in proc.stdout
     manifest = json.loads((out / "manifest.json").read_text())
