@@ -208,7 +208,9 @@ class RuleJudge(Judge):
     DLC-Bench questions: the recognition question is answered "Yes" when the class (or a
     synonym) appears in the description. A choice "The <attr> of the <obj> is mentioned in the
     description and is <v>." is chosen when the description names <v>; "... but is not <v>."
-    when it names another value of <attr>; the "not mentioned" choice otherwise. AMBER: "Yes"
+    when it names another value of <attr>; "... not mentioned, but the <obj> is mentioned" when
+    it names only the object; the "<obj> is not mentioned" choice otherwise. Only the first clause
+    of the description (up to the first comma) is read, since relations name other objects. AMBER: "Yes"
     when every word of the target appears among the captions. CLAIR: word-overlap F1 as JSON.
     """
 
@@ -236,7 +238,7 @@ class RuleJudge(Judge):
 
     def _dlc(self, prompt: str) -> str:
         description = prompt.split("The description is:\n", 1)[1].split("\n\nFrom the description above", 1)[0]
-        words = _words(description)
+        words = _words(description.split(",", 1)[0])  # the first clause: relations name other objects
         body = prompt.split("with one of the choices:\n", 1)[1]
         lines = [l for l in body.splitlines() if l.strip()]
         question, choices = lines[0], [re.sub(r"^[A-E]\. ", "", l) for l in lines[1:]]
@@ -249,11 +251,26 @@ class RuleJudge(Judge):
             return "A. Yes" if hit else "B. No"
         target = None
         for i, c in enumerate(choices):
-            m = re.match(r"The (\w+) of the .+ is mentioned in the description and is (.+)\.$", c)
+            m = re.match(r"The (\w+) of the (.+?) is mentioned in the description and is (.+)\.$", c)
             if m:
-                target = (i, m.group(1).lower(), m.group(2).lower())
+                target = (i, m.group(1).lower(), m.group(2).lower(), m.group(3).lower())
         if target is None:
             return "I cannot answer this question."
+        i_yes, attr, obj, value = target
+        values = self.vocabulary.get(attr, [])
+        named = [v for v in values if _words(v) <= words]
+        if value in named:
+            pick = i_yes
+        elif named:
+            pick = next((i for i, c in enumerate(choices) if "but is not" in c), None)
+        elif _words(obj) <= words or any(_words(s) <= words for s in self.synonyms.get(obj, [])):
+            pick = next((i for i, c in enumerate(choices) if "not mentioned, but" in c),
+                        next((i for i, c in enumerate(choices) if "not mentioned" in c), None))
+        else:
+            pick = next((i for i, c in enumerate(choices) if "not mentioned" in c and "but" not in c), None)
+        if pick is not None:
+            return f"{letters[pick]}. {choices[pick]}"
+        return "I cannot answer this question."
         i_yes, attr, value = target
         values = self.vocabulary.get(attr, [])
         if _words(value) <= words:
