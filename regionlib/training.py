@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from .errors import CheckpointError, ConfigError
 from .shards import atomic_write_bytes
@@ -108,7 +108,7 @@ class TrainState:
              scheduler, config: dict) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(d / "model.safetensors"))
+        save_model(model, str(d / "model.safetensors"))
         opt = optimizer.state_dict()
         tensors, plain = {}, {}
         for pid, st in opt["state"].items():
@@ -142,7 +142,7 @@ class TrainState:
                 raise CheckpointError(f"{d}: missing {name}")
         meta = json.loads((d / "state.json").read_text())
         try:
-            model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
+            load_model(model, str(d / "model.safetensors"), strict=True)
         except RuntimeError as exc:
             raise CheckpointError(f"{d}: weights disagree with the model ({exc})") from exc
         if optimizer is not None:
@@ -161,6 +161,3 @@ class TrainState:
         random.setstate((py[0], tuple(py[1]), py[2]))
         return meta
 
-
-def recipe_dict(recipe: Recipe) -> dict:
-    return asdict(recipe)

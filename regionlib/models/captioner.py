@@ -83,19 +83,18 @@ class RegionCaptioner(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     def save_pretrained(self, directory: str | Path) -> Path:
-        from safetensors.torch import save_file
+        from safetensors.torch import save_model
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         (d / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(d / "model.safetensors"))
+        save_model(self, str(d / "model.safetensors"))  # handles tied / aliased tensors
         self.lm_head.tokenizer.save_pretrained(str(d / "tokenizer"))
         return d
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "RegionCaptioner":
-        from safetensors.torch import load_file
+        from safetensors.torch import load_model
         from transformers import PreTrainedTokenizerFast
 
         d = Path(directory)
@@ -106,7 +105,7 @@ class RegionCaptioner(nn.Module):
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(d / "tokenizer"))
         model = build_captioner(config, tokenizer)
         try:
-            model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
+            load_model(model, str(d / "model.safetensors"), strict=True)
         except RuntimeError as exc:
             raise CheckpointError(f"{d}: weights disagree with config.json ({exc})") from exc
         return model
