@@ -73,6 +73,10 @@ class RegionCaptioner(nn.Module):
     def loss(self, batch: dict, *, label_smoothing: float = 0.0) -> torch.Tensor:
         return self.lm_head.loss(self.prefix(batch), batch["captions"], label_smoothing=label_smoothing)
 
+    def forward(self, batch: dict, label_smoothing: float = 0.0) -> torch.Tensor:
+        """The training loss (so DistributedDataParallel can wrap the captioner)."""
+        return self.loss(batch, label_smoothing=label_smoothing)
+
     def generate(self, batch: dict, **kwargs) -> list[str]:
         self.eval()
         with torch.no_grad():
