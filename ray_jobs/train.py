@@ -34,10 +34,10 @@ import yaml  # noqa: E402
 from regionlib.errors import ConfigError  # noqa: E402
 
 DEFAULTS = {
-    "task": {"name": "dam"},
+    "task": {"name": "regionworld-captioner"},
     "recipe": {"name": "dam"},
     "train": {"batch_size": 4, "max_steps": 20, "checkpoint_every": 10, "log_every": 1, "validate_every": 0,
-              "seed": 0, "fail_at_step": None},
+              "seed": 0, "fail_at_step": None, "fail_marker": None},
     "run": {"workers": 1, "use_gpu": False, "precision": "fp32", "storage": "outputs/runs", "name": "train",
             "max_failures": 2, "cpus_per_worker": 1},
 }
@@ -97,7 +97,8 @@ def train_loop_per_worker(cfg: dict) -> None:
             start = TrainState.load(d, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
     elif resume_dir:
         start = TrainState.load(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
-    ddp = ray.train.torch.prepare_model(model) if world > 1 else model
+    ddp = (ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
+           if world > 1 else model)  # DAM leaves the blocks after its feature layer unused
     device = ray.train.torch.get_device()
     if world == 1:
         model.to(device)
