@@ -67,18 +67,79 @@ def load_config(path: str | None, overrides: list[str]) -> dict:
     return cfg
 
 
-def train_loop_per_worker(cfg: dict) -> None:
-    """The per-worker loop (runs inside each Ray Train worker)."""
+class RayTrainContext:
+    """What the loop needs from Ray Train: rank, world size, device, DDP, checkpoints, reports."""
+
+    def __init__(self):
+        import ray.train
+
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+
+    @property
+    def device(self):
+        import ray.train.torch
+
+        return ray.train.torch.get_device()
+
+    def prepare_model(self, model):
+        import ray.train.torch
+
+        if self.world == 1:
+            return model.to(self.device)
+        # DAM leaves the blocks after its feature layer unused
+        return ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
+
+    def latest_checkpoint(self):
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        return None if checkpoint is None else checkpoint.as_directory()
+
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
+        import ray.train
+
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
+
+
+class LocalContext:
+    """One process, no Ray Train (e.g. inside a Ray task of the main job): checkpoints go to ``out``."""
+
+    rank, world = 0, 1
+
+    def __init__(self, out: str, device: str = "cpu"):
+        import torch
+
+        self.out, self.device = Path(out), torch.device(device)
+        self.last: Path | None = None
+
+    def prepare_model(self, model):
+        return model.to(self.device)
+
+    def latest_checkpoint(self):
+        return None
+
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
+        import shutil
+
+        if checkpoint_dir:
+            target = self.out / f"checkpoint_{metrics['step']:06d}"
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(checkpoint_dir, target)
+            self.last = target
+
+
+def train_loop(cfg: dict, ctx) -> None:
+    """The training loop, identical on every rank (``ctx``: `RayTrainContext` or `LocalContext`)."""
+    import contextlib
+
     import numpy as np
-    import ray.train
-    import ray.train.torch
     import torch
 
     from regionlib.train_tasks import create_task
     from regionlib.training import TrainState, build_optimizer, build_scheduler, get_recipe
 
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world = ctx.rank, ctx.world
     tc = cfg["train"]
     seed = int(tc["seed"])
     torch.manual_seed(seed)
@@ -90,19 +151,17 @@ def train_loop_per_worker(cfg: dict) -> None:
     total = int(tc["max_steps"])
     scheduler = build_scheduler(optimizer, recipe, total_steps=total)
     start = 0
-    checkpoint = ray.train.get_checkpoint()
+    latest = ctx.latest_checkpoint()
     resume_dir = cfg.get("resume_from")
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
+    if latest is not None:
+        with latest as d:
             start = TrainState.load(d, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
     elif resume_dir:
         start = TrainState.load(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
-    ddp = (ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
-           if world > 1 else model)  # DAM leaves the blocks after its feature layer unused
-    device = ray.train.torch.get_device()
-    if world == 1:
-        model.to(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg["run"]["precision"] == "bf16")
+    ddp = ctx.prepare_model(model)
+    device = ctx.device
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg["run"]["precision"] == "bf16"
+                else contextlib.nullcontext())
     samples = task.train_samples()
     n = len(samples)
     global_batch = tc["batch_size"] * world
@@ -140,11 +199,21 @@ def train_loop_per_worker(cfg: dict) -> None:
                 f.write(json.dumps(metrics) + "\n")
         if done % int(tc["checkpoint_every"]) == 0 or done == total:
             with tempfile.TemporaryDirectory() as tmp:
-                ckpt = None
                 if rank == 0:
                     TrainState.save(tmp, step=done, model=model, optimizer=optimizer, scheduler=scheduler, config=cfg)
-                    ckpt = ray.train.Checkpoint.from_directory(tmp)
-                ray.train.report(metrics, checkpoint=ckpt)
+                ctx.report(metrics, tmp if rank == 0 else None)
+
+
+def train_loop_per_worker(cfg: dict) -> None:
+    """The per-worker entry point of the `TorchTrainer`."""
+    train_loop(cfg, RayTrainContext())
+
+
+def train_local(cfg: dict, out: str, device: str = "cpu") -> Path:
+    """Run the same loop in this process (no Ray Train); returns the final checkpoint directory."""
+    ctx = LocalContext(out, device)
+    train_loop(cfg, ctx)
+    return ctx.last
 
 
 def run(cfg: dict, *, address: str | None = None):

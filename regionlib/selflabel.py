@@ -84,7 +84,7 @@ class Proposal:
 
     image_id: str
     region_id: str
-    class_name: str
+    class_name: str | None
     caption: str
     scores: dict[str, float] = field(default_factory=dict)  # e.g. detector, predicted_iou, logprob, similarity
 
@@ -113,7 +113,8 @@ def passes_thresholds(proposal: Proposal, thresholds: ConfidenceThresholds) -> b
 def select_per_image(proposals: Sequence[Proposal], *, max_per_image: int = 2, rank_by: str = "predicted_iou") -> list[Proposal]:
     """At most ``max_per_image`` proposals per image, all of different classes, best ``rank_by`` first.
 
-    Ties break by region id so the result is deterministic.
+    A proposal without a class name (``class_name=None``, e.g. class-agnostic SAM proposals)
+    counts as its own class. Ties break by region id so the result is deterministic.
     """
     by_image: dict[str, list[Proposal]] = {}
     for p in proposals:
@@ -122,12 +123,14 @@ def select_per_image(proposals: Sequence[Proposal], *, max_per_image: int = 2, r
     for image_id in sorted(by_image):
         ranked = sorted(by_image[image_id], key=lambda p: (-p.scores.get(rank_by, 0.0), p.region_id))
         classes: set[str] = set()
+        n_kept = 0
         for p in ranked:
-            if len(classes) == max_per_image:
+            if n_kept == max_per_image:
                 break
-            if p.class_name not in classes:
+            if p.class_name is None or p.class_name not in classes:
                 classes.add(p.class_name)
                 kept.append(p)
+                n_kept += 1
     return kept
 
 

@@ -1,9 +1,16 @@
-"""``python -m regionlib.evaluation --predictions P.json --references R.json [--metrics ...] [--out DIR]``.
+"""Command line: score prediction files and write ``scores.json`` + ``report.html``.
 
-Formats: see `regionlib.evaluation.api`. With ``--dlc-questions Q.json`` (the released
-``*_eval.json`` layout or ``{id: question record}``) DLC-Bench is scored with the judge chosen
-by ``--judge openai`` (REGIONLIB_JUDGE_* environment) or ``--judge rule --rule-vocabulary V.json``;
-answers are cached in ``--cache``. Writes ``scores.json`` and ``report.html`` into ``--out``.
+    python -m regionlib.evaluation --predictions P.json --references R.json \\
+        [--metrics BLEU-4 METEOR ROUGE-L CIDEr ...] [--out DIR]
+    python -m regionlib.evaluation --predictions dam_3b_v1.json --dlc-questions qa.json \\
+        --class-names class_names.json --judge openai --metrics DLC-Bench
+
+File formats: `regionlib.evaluation.formats` (``{id: caption}``, DLC-Bench's ``{ann_id:
+description}``, COCO results; references ``{id: [captions]}`` or COCO captions). Judges:
+``--judge openai`` reads REGIONLIB_JUDGE_BASE_URL / REGIONLIB_JUDGE_MODEL / OPENAI_API_KEY;
+``--judge rule --rule-vocabulary V.json`` is the deterministic RegionWorld judge. Judge answers
+are cached in ``--cache`` (default REGIONLIB_JUDGE_CACHE or ~/.cache/regionlib), so a rerun
+makes no calls and an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -12,40 +19,61 @@ import argparse
 import json
 from pathlib import Path
 
-from .api import _read_json, evaluate, load_predictions, load_references
+from .api import DEFAULT_METRICS, METRICS, evaluate
+from .formats import load_dlc_questions, load_predictions, load_references, read_json
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import formats
+
+    parser = argparse.ArgumentParser(prog="python -m regionlib.evaluation",
+                                     description=__doc__ + "\n" + formats.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--predictions", required=True, help="{id: caption} or COCO results JSON")
+    parser.add_argument("--references", help="{id: [captions]} or COCO captions JSON")
+    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=METRICS, metavar="METRIC",
+                        help=f"any of {', '.join(METRICS)}")
+    parser.add_argument("--backend", choices=["fast", "reference"], default="fast")
+    parser.add_argument("--dlc-questions", help="DLC-Bench questions: a released *_eval.json or qa.json")
+    parser.add_argument("--class-names", help="DLC-Bench class_names.json (for qa.json questions)")
+    parser.add_argument("--judge", choices=["openai", "rule"], default="openai")
+    parser.add_argument("--rule-vocabulary", help="JSON {attribute: [values]} for --judge rule")
+    parser.add_argument("--concurrency", type=int, default=8, help="judge requests in flight (--judge openai)")
+    parser.add_argument("--cache", help="judge answer cache (SQLite)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/evaluation"))
+    return parser
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m regionlib.evaluation", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--predictions", required=True)
-    parser.add_argument("--references", required=True)
-    parser.add_argument("--metrics", nargs="+", default=["BLEU-4", "METEOR", "ROUGE-L", "CIDEr"])
-    parser.add_argument("--backend", choices=["fast", "reference"], default="fast")
-    parser.add_argument("--dlc-questions")
-    parser.add_argument("--judge", choices=["openai", "rule"], default="openai")
-    parser.add_argument("--rule-vocabulary")
-    parser.add_argument("--cache", default="outputs/judge_cache.sqlite")
-    parser.add_argument("--out", type=Path, default=Path("outputs/evaluation"))
-    args = parser.parse_args(argv)
-    preds, refs = load_predictions(args.predictions), load_references(args.references)
-    questions = judge = None
-    metrics = list(args.metrics)
-    if args.dlc_questions:
-        from .judges import OpenAIJudge, RuleJudge
+    args = build_parser().parse_args(argv)
+    predictions = load_predictions(args.predictions)
+    references = load_references(args.references) if args.references else None
+    judge = questions = class_names = None
+    if "DLC-Bench" in args.metrics or "CLAIR" in args.metrics:
+        from .judges import OpenAICompatibleJudge, RuleJudge
 
-        questions = {str(k): v for k, v in _read_json(args.dlc_questions).items() if isinstance(v, dict)}
-        judge = (RuleJudge(json.loads(Path(args.rule_vocabulary).read_text()), cache=args.cache) if args.judge == "rule"
-                 else OpenAIJudge(cache=args.cache))
-        metrics.append("DLC-Bench")
-    result = evaluate(preds, refs, metrics, questions=questions, judge=judge, backend=args.backend)
+        if args.judge == "rule":
+            if not args.rule_vocabulary:
+                raise SystemExit("--judge rule needs --rule-vocabulary")
+            judge = RuleJudge(read_json(args.rule_vocabulary), cache=args.cache)
+        else:
+            judge = OpenAICompatibleJudge(cache=args.cache, concurrency=args.concurrency)
+    if "DLC-Bench" in args.metrics:
+        if not args.dlc_questions:
+            raise SystemExit("DLC-Bench needs --dlc-questions")
+        questions = load_dlc_questions(args.dlc_questions)
+        class_names = read_json(args.class_names) if args.class_names else None
+    result = evaluate(predictions, references, args.metrics, questions=questions, class_names=class_names,
+                      judge=judge, backend=args.backend)
     from .report import write_report
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scores.json").write_text(json.dumps(result, indent=2, default=float))
-    write_report(args.out, "regionlib evaluation", tables={"corpus scores": [{"metric": k, "value": v} for k, v in
-                                                                           result["corpus"].items()]},
+    (args.out / "scores.json").write_text(json.dumps(result, indent=2))
+    write_report(args.out, "regionlib evaluation",
+                 tables={"corpus scores": [{"metric": k, "value": v} for k, v in result["corpus"].items()],
+                         "counts": [{"what": k, "n": v} for k, v in result["counts"].items()]},
                  notes=result["notes"], numbers=result["corpus"])
-    print(json.dumps(result["corpus"], indent=2, default=float))
+    print(json.dumps(result["corpus"], indent=2))
     return result
 
 

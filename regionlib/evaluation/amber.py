@@ -1,88 +1,120 @@
-"""Region-caption expressiveness through a text-only LLM (seed 001, Fig. 1; AMBER's metrics; REFERENCE §9).
+"""Region-caption expressiveness judged by a text-only LLM (seed 001, Fig. 1) with AMBER's metrics (REFERENCE §9).
 
-`yes_no_prompt` builds seed 001's question from a set of region captions and a target;
-`parse_yes_no` accepts exactly "Yes" / "No" (case-insensitive, surrounding whitespace ignored),
-anything else is invalid and counted. `amber_scores` computes precision / recall / F1 per
-question type with "No" as the positive class (hallucination detection), AMBER's
-denominators starting at 0.001 and F1's epsilon 1e-4; `cover` is the share of ground-truth
-objects that the captions mention (lemmatised nouns, safe words removed).
+`yes_no_prompt` writes seed 001's question from an image's region captions and a target.
+`amber_scores` follows AMBER's ``inference.py`` (junyangwang0410/AMBER): a reply counts only
+when it is exactly ``"Yes"`` or ``"No"`` (anything else is wrong for both classes and is
+counted as ``invalid``); "No" is the positive class (hallucination detection):
+
+* accuracy  = correct / (0.001 + n),
+* precision = #(reply No and truth no) / (0.001 + #reply No),
+* recall    = #(reply No and truth no) / (0.001 + #truth no),
+* F1        = 2 P R / (P + R + 1e-4)
+
+(AMBER's counters start at 0.001; it prints percentages rounded to 0.1 and forms F1 from the
+rounded values, with epsilon 1e-3 for its existence split — pass ``f1_epsilon`` to match that.)
+
+`cover` is AMBER's generative *Cover*: the share of ground-truth objects mentioned by the
+captions — caption nouns lemmatised (spaCy), AMBER's safe words ignored, an object counts when
+its lemma or one of its associated words (AMBER's ``relation.json``) occurs; micro-averaged.
+AMBER additionally accepts nouns with en_core_web_lg similarity > 0.8, which needs word vectors
+that are not available offline here.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from ..errors import DataFormatError
 
-__all__ = ["yes_no_prompt", "parse_yes_no", "amber_scores", "cover"]
+__all__ = ["yes_no_prompt", "amber_scores", "cover"]
 
-
-def _verb(target: str) -> str:
-    words = target.strip().split()
-    plural = bool(words) and words[-1].endswith("s") and not words[-1].endswith("ss")
-    return "Are" if plural else "Is"
+ANSWER_INSTRUCTION = "Answer the Yes-No question with only the single word with nothing else."
 
 
 def yes_no_prompt(captions: Sequence[str], target: str, *, verb: str | None = None) -> str:
-    """``If an image contains [cap1], [cap2]... [capk]. Are/Is the [target] in this image? ...``"""
-    caps = [c.strip().rstrip(".") for c in captions if c and c.strip()]
+    """``If an image contains [cap1], [cap2]... [capk]. Are/Is/Does/Do the [target] in this image? ...``
+
+    ``verb`` defaults to "Are" when the target's last word looks plural, else "Is".
+    """
+    caps = [c.strip().rstrip(".") for c in captions if isinstance(c, str) and c.strip()]
     if not caps:
         raise DataFormatError("yes_no_prompt needs at least one non-empty caption")
-    if not target or not target.strip():
-        raise DataFormatError("yes_no_prompt needs a non-empty target")
-    return (f"If an image contains {', '.join(caps)}. {verb or _verb(target)} the {target.strip()} in this image? "
-            "Answer the Yes-No question with only the single word with nothing else.")
+    if not isinstance(target, str) or not target.strip():
+        raise DataFormatError(f"target must be a non-empty str, got {target!r}")
+    if verb is None:
+        last = target.split()[-1].lower()
+        verb = "Are" if last.endswith("s") and not last.endswith(("ss", "us")) else "Is"
+    if verb not in ("Are", "Is", "Does", "Do"):
+        raise DataFormatError(f"verb must be one of Are, Is, Does, Do; got {verb!r}")
+    return f"If an image contains {', '.join(caps)}. {verb} the {target.strip()} in this image? {ANSWER_INSTRUCTION}"
 
 
-def parse_yes_no(reply: str) -> str | None:
-    """"yes" / "no" for an exact Yes / No reply, None otherwise."""
-    text = str(reply).strip().lower()
-    return text if text in ("yes", "no") else None
+def amber_scores(truths: Sequence[str], replies: Sequence[str], types: Sequence[str] | None = None, *,
+                 f1_epsilon: float = 1e-4) -> dict[str, dict]:
+    """AMBER's discriminative metrics per question type and over ``"all"``.
 
+    Args:
+        truths: ``"yes"`` / ``"no"`` per question (the ground truth).
+        replies: the judge's raw replies (only exactly ``"Yes"`` / ``"No"`` count).
+        types: a type name per question (e.g. existence / attribute / relation), or None.
 
-def amber_scores(truths: Sequence[str], replies: Sequence[str], types: Sequence[str] | None = None) -> dict:
-    """Per type (and ``"all"``): precision, recall, F1 for "No" as positive; accuracy; invalid count.
-
-    ``truths`` are "yes"/"no" ground-truth answers; invalid replies count as wrong answers.
+    Returns ``{type: {"accuracy", "precision", "recall", "f1", "n", "invalid"}}`` (fractions).
     """
     if len(truths) != len(replies):
         raise DataFormatError(f"truths ({len(truths)}) and replies ({len(replies)}) differ in length")
-    types = list(types) if types is not None else ["all"] * len(truths)
-    groups: dict[str, list[int]] = defaultdict(list)
+    types = ["all"] * len(truths) if types is None else list(types)
+    if len(types) != len(truths):
+        raise DataFormatError(f"types ({len(types)}) and truths ({len(truths)}) differ in length")
+    groups: dict[str, list[int]] = {"all": list(range(len(truths)))}
     for i, t in enumerate(types):
-        groups[t].append(i)
         if t != "all":
-            groups["all"].append(i)
+            groups.setdefault(str(t), []).append(i)
     out = {}
     for name, idx in groups.items():
-        tp = fp = fn = correct = invalid = 0
+        correct = truth_no = reply_no = hit_no = invalid = 0
         for i in idx:
-            truth = str(truths[i]).strip().lower()
+            truth, reply = truths[i], replies[i]
             if truth not in ("yes", "no"):
-                raise DataFormatError(f"truths[{i}] must be 'yes' or 'no', got {truths[i]!r}")
-            pred = parse_yes_no(replies[i])
-            invalid += pred is None
-            correct += pred == truth
-            tp += pred == "no" and truth == "no"
-            fp += pred == "no" and truth == "yes"
-            fn += pred != "no" and truth == "no"
-        precision = tp / (0.001 + tp + fp)
-        recall = tp / (0.001 + tp + fn)
-        out[name] = {"precision": precision, "recall": recall,
-                     "f1": 2 * precision * recall / (precision + recall + 1e-4),
-                     "accuracy": correct / len(idx), "invalid": invalid, "n": len(idx)}
+                raise DataFormatError(f"truths[{i}] must be 'yes' or 'no', got {truth!r}")
+            invalid += reply not in ("Yes", "No")
+            correct += (truth == "yes" and reply == "Yes") or (truth == "no" and reply == "No")
+            truth_no += truth == "no"
+            reply_no += reply == "No"
+            hit_no += truth == "no" and reply == "No"
+        precision = hit_no / (0.001 + reply_no)
+        recall = hit_no / (0.001 + truth_no)
+        out[name] = {"accuracy": correct / (0.001 + len(idx)), "precision": precision, "recall": recall,
+                     "f1": 2 * precision * recall / (precision + recall + f1_epsilon), "n": len(idx),
+                     "invalid": invalid}
     return out
 
 
-def cover(captions: Iterable[str], objects: Sequence[str], nlp, *, safe_words: Iterable[str] = ()) -> float:
-    """Share of ground-truth ``objects`` whose lemma appears among the captions' noun lemmas."""
+def cover(captions: Sequence[Sequence[str]], objects: Sequence[Sequence[str]], *, nlp=None,
+          safe_words: Iterable[str] = (), associations: Mapping[str, Sequence[str]] | None = None) -> float:
+    """AMBER's Cover over images: sum of covered ground-truth objects / sum of ground-truth objects.
+
+    Args:
+        captions: per image, its region captions.
+        objects: per image, its ground-truth object names (lemmas, as AMBER's annotations).
+        nlp: a spaCy pipeline (default: `content.load_spacy()`).
+        safe_words: caption nouns to ignore (AMBER's ``safe_words.txt``).
+        associations: object -> associated words that also count as mentioning it.
+    """
+    if len(captions) != len(objects):
+        raise DataFormatError(f"captions ({len(captions)}) and objects ({len(objects)}) differ in length")
+    if nlp is None:
+        from .content import load_spacy
+
+        nlp = load_spacy()
     safe = {w.lower() for w in safe_words}
-    mentioned = set()
-    for doc in nlp.pipe(list(captions)):
-        mentioned |= {t.lemma_.lower() for t in doc if t.pos_ in ("NOUN", "PROPN")}
-    gt = [o for o in {o.lower() for o in objects} if o not in safe]
-    if not gt:
-        raise DataFormatError("cover needs at least one ground-truth object outside the safe words")
-    gt_lemmas = {o: " ".join(t.lemma_.lower() for t in nlp(o)) for o in gt}
-    return sum(gt_lemmas[o] in mentioned or o in mentioned for o in gt) / len(gt)
+    assoc = {k.lower(): {w.lower() for w in v} for k, v in (associations or {}).items()}
+    covered = total = 0
+    for caps, objs in zip(captions, objects):
+        nouns = {t.lemma_.lower() for doc in nlp.pipe(list(caps)) for t in doc if t.pos_ in ("NOUN", "PROPN")} - safe
+        for obj in objs:
+            o = obj.lower()
+            covered += o in nouns or bool(assoc.get(o, set()) & nouns)
+            total += 1
+    if total == 0:
+        raise DataFormatError("cover needs at least one ground-truth object")
+    return covered / total

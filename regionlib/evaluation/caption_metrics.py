@@ -9,14 +9,16 @@ backend on the *same tokens*:
   pycocoevalcap for METEOR (Java) and SPICE.
 
 SPICE runs only when its Stanford CoreNLP jars are present; otherwise asking for it raises
-`SpiceUnavailable` with install instructions — and asking for SPICE never prevents the other
-metrics (unlike `COCOEvalCap.evaluate`, which always builds SPICE). A corpus of a single image
-gives CIDEr-D 0 by construction (idf = log 1 - log df = 0); the result says so in ``notes``.
+`SpiceUnavailable` with install instructions before any work is done (nothing is downloaded,
+nothing hangs), and metric lists without SPICE never touch it — unlike `COCOEvalCap.evaluate`,
+which always builds SPICE. A corpus of a single image gives CIDEr-D 0 by construction
+(idf = log 1 - log df = 0); the result says so in ``notes`` and with a warning.
 """
 
 from __future__ import annotations
 
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -51,15 +53,16 @@ class CaptionScores:
 
 
 def check_captions(predictions: Mapping, references: Mapping) -> list:
-    """Validate ``{id: str}`` predictions against ``{id: [str, ...]}`` references; return sorted ids."""
+    """Validate ``{id: str}`` predictions against ``{id: [str, ...]}`` references; return the ids in
+    ``references`` order. Raises `DataFormatError` naming missing / extra ids, empty or non-str captions."""
     if not isinstance(predictions, Mapping) or not isinstance(references, Mapping):
-        raise DataFormatError("predictions and references must be mappings id -> caption(s)")
-    missing = sorted(set(references) - set(predictions), key=str)
-    extra = sorted(set(predictions) - set(references), key=str)
+        raise DataFormatError("predictions and references must be mappings: id -> caption, id -> [captions]")
+    missing = [k for k in references if k not in predictions]
+    extra = [k for k in predictions if k not in references]
     if missing or extra:
-        raise DataFormatError(f"ids differ: no prediction for {missing[:5]} ({len(missing)}), "
-                              f"no references for {extra[:5]} ({len(extra)})")
-    if not predictions:
+        raise DataFormatError(f"ids differ: no prediction for {missing[:5]} ({len(missing)} ids), "
+                              f"no references for {extra[:5]} ({len(extra)} ids)")
+    if not references:
         raise DataFormatError("no captions to score")
     for k, v in predictions.items():
         if not isinstance(v, str):
@@ -68,11 +71,11 @@ def check_captions(predictions: Mapping, references: Mapping) -> list:
             raise DataFormatError(f"prediction {k!r} is empty")
     for k, refs in references.items():
         if isinstance(refs, str) or not isinstance(refs, Sequence) or not refs:
-            raise DataFormatError(f"references {k!r} must be a non-empty list of str")
+            raise DataFormatError(f"references {k!r} must be a non-empty list of str, got {refs!r}")
         for r in refs:
             if not isinstance(r, str) or not r.strip():
                 raise DataFormatError(f"references {k!r} contain an empty or non-str caption: {r!r}")
-    return sorted(predictions, key=str)
+    return list(references)
 
 
 def _require_java() -> None:
@@ -81,41 +84,70 @@ def _require_java() -> None:
                               "(e.g. apt-get install openjdk-17-jre-headless, or conda install openjdk)")
 
 
-def ptb_tokenize(captions: Mapping[object, Sequence[str]]) -> dict:
-    """pycocoevalcap's PTBTokenizer on ``{id: [caption, ...]}`` -> ``{id: [tokenised, ...]}``."""
+def ptb_tokenize(captions: Sequence[Sequence[str]]) -> list[list[str]]:
+    """pycocoevalcap's PTBTokenizer (Stanford CoreNLP in Java: lower-cased, punctuation removed), one
+    Java call for all captions: ``[[caption, ...], ...]`` -> the same nesting of tokenised strings."""
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
     _require_java()
-    keyed = {str(k): [{"caption": c} for c in v] for k, v in captions.items()}
-    out = PTBTokenizer().tokenize(keyed)
-    return {k: out[str(k)] for k in captions}
+    out = PTBTokenizer().tokenize({i: [{"caption": c} for c in caps] for i, caps in enumerate(captions)})
+    return [out[i] for i in range(len(captions))]
 
 
 def _spice_jars_present() -> bool:
     import pycocoevalcap.spice as spice
 
     lib = Path(spice.__file__).parent / "lib"
-    return any(lib.glob("stanford-corenlp-3.6.0*.jar"))
+    return all((lib / name).exists() for name in ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar"))
+
+
+def _in_process_scorers():
+    """``(metric names, fast function, pycocoevalcap function)`` for BLEU, ROUGE-L and CIDEr-D; both
+    functions return ``(corpus value(s), per-sample values)`` in pycocoevalcap's layout."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    return [(("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4"), fast_captions.bleu,
+             lambda gts, res: Bleu(4).compute_score(gts, res, verbose=0)),
+            (("ROUGE-L",), fast_captions.rouge_l, lambda gts, res: Rouge().compute_score(gts, res)),
+            (("CIDEr",), fast_captions.cider_d, lambda gts, res: Cider().compute_score(gts, res))]
 
 
 def caption_scores(predictions: Mapping, references: Mapping, *, metrics: Sequence[str] = CAPTION_METRICS[:-1],
                    backend: str = "fast", tokenize: bool = True) -> CaptionScores:
-    """Score captions. ``metrics`` ⊆ `CAPTION_METRICS`; ``tokenize=False`` takes pre-tokenised text."""
+    """Corpus and per-sample caption metrics (pycocoevalcap 1.2 definitions).
+
+    Args:
+        predictions: id -> the predicted caption (one non-empty str per id).
+        references: id -> non-empty list of reference captions; ids must equal ``predictions``'.
+        metrics: a subset of `CAPTION_METRICS` (SPICE only when its jars are installed).
+        backend: ``"fast"`` (in-process BLEU / ROUGE-L / CIDEr-D) or ``"reference"`` (pycocoevalcap's
+            scorers for all); METEOR and SPICE always run pycocoevalcap's Java programs.
+        tokenize: run the PTB tokenizer (Java); False takes already tokenised, space-separated text.
+
+    Returns `CaptionScores` with ``per_sample[metric]`` an (I,) array in ``ids`` order (the
+    references' order).
+    """
     unknown = [m for m in metrics if m not in CAPTION_METRICS]
     if unknown:
         raise RegionLibError(f"unknown caption metrics {unknown}; choose from {CAPTION_METRICS}")
     if backend not in ("fast", "reference"):
         raise RegionLibError(f"backend must be 'fast' or 'reference', got {backend!r}")
     if "SPICE" in metrics and not _spice_jars_present():
+        import pycocoevalcap.spice as spice
+
         raise SpiceUnavailable(
-            "SPICE needs Stanford CoreNLP 3.6.0 jars in pycocoevalcap/spice/lib (fetched by "
-            "pycocoevalcap/spice/get_stanford_models.py on a machine with network access); "
-            "drop 'SPICE' from metrics to compute the others")
+            "SPICE needs stanford-corenlp-3.6.0.jar and stanford-corenlp-3.6.0-models.jar in "
+            f"{Path(spice.__file__).parent / 'lib'}: on a machine with network access run "
+            "`python -c 'from pycocoevalcap.spice.get_stanford_models import get_stanford_models as g; g()'` "
+            "(or copy both jars from stanford-corenlp-full-2015-12-09.zip); drop 'SPICE' from metrics to "
+            "compute the others")
     ids = check_captions(predictions, references)
     if tokenize:
-        toks = ptb_tokenize({**{("p", k): [predictions[k]] for k in ids}, **{("r", k): list(references[k]) for k in ids}})
-        preds = [toks[("p", k)][0] for k in ids]
-        refs = [toks[("r", k)] for k in ids]
+        toks = ptb_tokenize([[predictions[k]] for k in ids] + [list(references[k]) for k in ids])
+        preds = [t[0] for t in toks[: len(ids)]]
+        refs = toks[len(ids):]
     else:
         preds = [predictions[k] for k in ids]
         refs = [list(references[k]) for k in ids]
@@ -125,46 +157,26 @@ def caption_scores(predictions: Mapping, references: Mapping, *, metrics: Sequen
     gts = {i: r for i, r in enumerate(refs)}
     res = {i: [p] for i, p in enumerate(preds)}
     corpus, per, notes = {}, {}, []
-    bleu_wanted = [m for m in metrics if m.startswith("BLEU")]
-    if bleu_wanted:
-        if backend == "fast":
-            c, s = fast_captions.bleu(preds, refs)
-        else:
-            from pycocoevalcap.bleu.bleu import Bleu
-
-            c, s = Bleu(4).compute_score(gts, res, verbose=0)
-        for k in range(4):
-            if f"BLEU-{k + 1}" in metrics:
-                corpus[f"BLEU-{k + 1}"], per[f"BLEU-{k + 1}"] = float(c[k]), np.asarray(s[k], dtype=np.float64)
-    if "ROUGE-L" in metrics:
-        if backend == "fast":
-            corpus["ROUGE-L"], per["ROUGE-L"] = fast_captions.rouge_l(preds, refs)
-        else:
-            from pycocoevalcap.rouge.rouge import Rouge
-
-            c, s = Rouge().compute_score(gts, res)
-            corpus["ROUGE-L"], per["ROUGE-L"] = float(c), np.asarray(s, dtype=np.float64)
-    if "CIDEr" in metrics:
-        if backend == "fast":
-            corpus["CIDEr"], per["CIDEr"] = fast_captions.cider_d(preds, refs)
-        else:
-            from pycocoevalcap.cider.cider import Cider
-
-            c, s = Cider().compute_score(gts, res)
-            corpus["CIDEr"], per["CIDEr"] = float(c), np.asarray(s, dtype=np.float64)
-        if len(ids) == 1:
-            notes.append("CIDEr-D is 0 for a single-image corpus: its idf is log(N) - log(df) = log 1 - log 1 = 0")
+    for names, fast, reference in _in_process_scorers():
+        if not any(m in metrics for m in names):
+            continue
+        c, s = fast(preds, refs) if backend == "fast" else reference(gts, res)
+        c, s = np.atleast_1d(np.asarray(c, dtype=np.float64)), np.asarray(s, dtype=np.float64).reshape(len(names), -1)
+        for k, name in enumerate(names):
+            if name in metrics:
+                corpus[name], per[name] = float(c[k]), s[k]
+    if "CIDEr" in metrics and len(ids) == 1:
+        note = "CIDEr-D is 0 for a single-image corpus: its idf is log(N) - log(df) = log 1 - log 1 = 0"
+        notes.append(note)
+        warnings.warn(note, stacklevel=2)
     if "METEOR" in metrics:
         _require_java()
         from pycocoevalcap.meteor.meteor import Meteor
 
-        meteor = Meteor()
-        try:
-            c, s = meteor.compute_score(gts, res)
-        finally:
-            del meteor
+        c, s = Meteor().compute_score(gts, res)
         corpus["METEOR"], per["METEOR"] = float(c), np.asarray(s, dtype=np.float64)
     if "SPICE" in metrics:
+        _require_java()
         from pycocoevalcap.spice.spice import Spice
 
         c, s = Spice().compute_score(gts, res)

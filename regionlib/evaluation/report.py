@@ -1,4 +1,5 @@
-"""A self-contained HTML report: tables (lists of row dicts), figures (PNG embedded), notes."""
+"""Reports: a self-contained HTML page (tables, notes, PNG figures embedded as base64) written next to
+the figures as PNG files and the numbers as JSON."""
 
 from __future__ import annotations
 
@@ -29,9 +30,11 @@ def _cell(v) -> str:
     return html.escape(str(v))
 
 
-def html_report(title: str, *, tables: Mapping[str, Sequence[Mapping]] = {}, figures: Mapping[str, bytes] = {},
-                notes: Sequence[str] = ()) -> str:
-    """Render the report; ``figures`` maps caption -> PNG bytes (see `figure_png`)."""
+def html_report(title: str, *, tables: Mapping[str, Sequence[Mapping]] | None = None,
+                figures: Mapping[str, bytes] | None = None, notes: Sequence[str] = ()) -> str:
+    """A self-contained HTML page: ``notes`` as a list, ``tables`` (name -> rows, each row a dict
+    column -> value) as tables, ``figures`` (caption -> PNG bytes, see `figure_png`) embedded base64."""
+    tables, figures = tables or {}, figures or {}
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
@@ -51,7 +54,8 @@ def html_report(title: str, *, tables: Mapping[str, Sequence[Mapping]] = {}, fig
         parts.append("</table>")
     for caption, png in figures.items():
         data = base64.b64encode(png).decode()
-        parts.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>")
+        parts.append(f"<h2>{html.escape(caption)}</h2>"
+                     f"<img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -1,6 +1,31 @@
-"""Models: LM head, DAM localized backbone, SCA mixer, captioners, presets (``create_model``)."""
+"""Models (layer 2): LM head, DAM localized backbone, SCA mixer, RAS selection, mask-pooled captioner.
 
-from .captioner import CaptionerConfig, RegionCaptioner, build_captioner, collate
-from .dam import VARIANTS, LocalizedBackbone
-from .lm_head import LMHead
-from .presets import PRESETS, create_model, regionworld_tokenizer
+Every model is a `RegionModel` built from a config dataclass; named presets live in one registry
+(`create_model`, `list_presets`); checkpoints are safetensors + JSON (`RegionModel.from_pretrained`).
+"""
+
+from .checkpoint import MODEL_KINDS, RegionModel, parameter_report
+from .dam import DAM, VARIANTS, DAMConfig, LocalizedBackbone, build_dam
+from .lm_head import LMConfig, LMHead, build_lm_head
+from .mask_tokens import FeatureEncoders, MaskTokenizer
+from .pooled_captioner import (GroundedCaption, GroundedPhrase, PooledCaptioner, PooledCaptionerConfig,
+                               build_pooled_captioner, format_pgc, parse_pgc)
+from .presets import PRESETS, create_model, list_presets, preset_config
+from .ras import RAS, RASConfig, Selection, build_ras
+from .sca import MIXER_INPUTS, SCA, SCAConfig, build_sca, sca_trainable_parameters
+from .tokenizer import builtin_tokenizer, train_bpe_tokenizer, train_word_tokenizer
+from .vision import VisionConfig, build_vision_encoder
+
+__all__ = [
+    "MODEL_KINDS", "RegionModel", "parameter_report",
+    "DAM", "VARIANTS", "DAMConfig", "LocalizedBackbone", "build_dam",
+    "LMConfig", "LMHead", "build_lm_head",
+    "FeatureEncoders", "MaskTokenizer",
+    "GroundedCaption", "GroundedPhrase", "PooledCaptioner", "PooledCaptionerConfig", "build_pooled_captioner",
+    "format_pgc", "parse_pgc",
+    "PRESETS", "create_model", "list_presets", "preset_config",
+    "RAS", "RASConfig", "Selection", "build_ras",
+    "MIXER_INPUTS", "SCA", "SCAConfig", "build_sca", "sca_trainable_parameters",
+    "builtin_tokenizer", "train_bpe_tokenizer", "train_word_tokenizer",
+    "VisionConfig", "build_vision_encoder",
+]

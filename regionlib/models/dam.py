@@ -1,130 +1,292 @@
-"""DAM's localized vision backbone (seed 003 §3.2, eq. 3-7; REFERENCE §1) over a transformers ViT.
+"""DAM: the localized vision backbone and the captioner around it (seed 003 §3, eq. 3-7; REFERENCE §1).
 
-``x = E_I(I) + E_M(M) + P``: the mask ``M`` (in {-1, +1}) is embedded by a *mask patch
-embedding* ``E_M`` — a conv with kernel = stride = patch size, initialised to zero — and added to
-the image patch tokens. The global pass ``f_G`` encodes the full image + mask; the regional pass
-``f_R`` reuses the same blocks on the (focal) crop + mask, and after each block a cross-attention
-adapter lets the crop tokens attend to the global features of that block (eq. 6-7)::
+Patch embedding with a mask channel (eq. 3-4): ``x = E_I(I) + E_M(M) + P`` where the mask ``M`` in
+{-1, +1} is embedded by ``E_M`` — a conv with kernel = stride = patch size, the image patch
+embedding's width, **initialised to zero**. The global pass ``z = f_G(x)`` encodes the full image
+and its mask; the regional pass ``z' = f_R(x', z)`` reuses the *same* blocks on the (focal) crop and
+its mask, and after each block a cross-attention adapter lets the crop tokens (queries) attend
+to the global tokens of that block (keys / values), eq. 6-7 (``gated=True``, the paper)::
 
-    h' = h + tanh(gamma) * CrossAttn(h, z);   h_adapter = h' + tanh(beta) * FFN(h')
+    h' = h + tanh(gamma) * CrossAttn(h, z);    h_adapter = h' + tanh(beta) * FFN(h')
 
-gamma, beta are per-layer scalars initialised to 0, so with the zero-initialised parts the
-backbone equals the base encoder exactly. ``gated=False`` gives the released code's variant
-(bare scalars, pre-norm: ``h + a * CA(LN(h))``, ``h + m * MLP(LN(h))``). Features come from
-``feature_layer`` (default -2: the second-to-last block's output).
+with per-layer scalars gamma = beta = 0 at init. ``gated=False`` is the released code's variant:
+bare scalars and pre-norm, ``h + a * CA(LN(h), LN(z))``, ``h + m * MLP(LN(h))`` (a = m = 0 at init).
+With the zero-initialised parts the backbone's output equals the base encoder's exactly.
+Features come from block ``feature_layer`` (default -2: the second-to-last), only the regional
+tokens go to the LLM (same sequence length as one image). Video (seed 003 §3.3): T frames,
+each encoded the same way, tokens concatenated along the sequence.
 
-Prompting variants (seed 003 Tab. 8) are values of ``variant``:
-``full`` (full image only), ``crop`` / ``focal`` (the crop only, no context),
-``full+crop-concat`` (both passes, tokens concatenated, no cross-attention),
-``full+crop-xattn`` and ``full+focal-xattn`` (regional tokens with cross-attention — DAM).
-Which crop (tight or focal) feeds the regional pass is chosen by the data (`regionlib.focal`).
+Prompting ablation of seed 003 Tab. 8 — one code path, `VARIANTS`:
+
+=========================  ===========  ===========  =====================================
+name                       global pass  crop         fusion
+=========================  ===========  ===========  =====================================
+``full``                   full image   —            —
+``local-crop``             —            tight box    —
+``focal-crop``             —            focal crop   —
+``full+local-crop-concat`` full image   tight box    tokens concatenated (no XAttn)
+``full+local-crop-xattn``  full image   tight box    cross-attention adapters
+``full+focal-crop-xattn``  full image   focal crop   cross-attention adapters (DAM)
+=========================  ===========  ===========  =====================================
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError, RegionLibError
+from ..errors import ConfigError, InvalidMaskError, RegionLibError
+from ..focal import focal_prompt
+from .checkpoint import RegionModel, register_kind
+from .lm_head import LMConfig, LMHead, build_lm_head
+from .vision import NORMALISATION, VisionConfig, build_vision_encoder, run_block, vision_parts
 
-__all__ = ["VARIANTS", "CrossAttentionAdapter", "LocalizedBackbone"]
+__all__ = ["VARIANTS", "Variant", "CrossAttentionAdapter", "LocalizedBackbone", "DAMConfig", "DAM", "build_dam",
+           "build_projector"]
 
-VARIANTS = ("full", "crop", "focal", "full+crop-concat", "full+crop-xattn", "full+focal-xattn")
+
+@dataclass(frozen=True)
+class Variant:
+    """global_pass: encode the full image; crop_mode: `regionlib.focal` mode of the regional pass
+    (None: no regional pass); fusion: ``"none"`` | ``"concat"`` | ``"xattn"``."""
+
+    global_pass: bool
+    crop_mode: str | None
+    fusion: str
+
+
+VARIANTS: dict[str, Variant] = {
+    "full": Variant(True, None, "none"),
+    "local-crop": Variant(False, "crop", "none"),
+    "focal-crop": Variant(False, "focal_crop", "none"),
+    "full+local-crop-concat": Variant(True, "crop", "concat"),
+    "full+local-crop-xattn": Variant(True, "crop", "xattn"),
+    "full+focal-crop-xattn": Variant(True, "focal_crop", "xattn"),
+}
 
 
 class CrossAttentionAdapter(nn.Module):
-    """Eq. 6-7 (gated, default) or the released pre-norm variant (``gated=False``)."""
+    """Eq. 6-7 (``gated=True``) or the released pre-norm variant (``gated=False``); both start as identity.
+
+    Args: dim: token width D; heads: attention heads; mlp_ratio: FFN hidden = ratio * D.
+    """
 
     def __init__(self, dim: int, heads: int, *, gated: bool = True, mlp_ratio: float = 4.0):
         super().__init__()
         self.gated = gated
-        self.norm_q, self.norm_kv, self.norm_ffn = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.ffn = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
+        hidden = int(dim * mlp_ratio)
+        self.ffn = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
         self.gamma = nn.Parameter(torch.zeros(()))
         self.beta = nn.Parameter(torch.zeros(()))
+        if not gated:
+            self.norm_q, self.norm_kv, self.norm_ffn = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
 
     def forward(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """h: ``(B, N, D)`` regional tokens; z: ``(B, M, D)`` global tokens of the same block."""
-        g, b = (torch.tanh(self.gamma), torch.tanh(self.beta)) if self.gated else (self.gamma, self.beta)
-        q = self.norm_q(h)
-        kv = self.norm_kv(z)
-        h = h + g * self.attn(q, kv, kv, need_weights=False)[0]
-        return h + b * self.ffn(self.norm_ffn(h))
-
-
-def _vit_parts(model: nn.Module):
-    """(embeddings, pre-norm, blocks, n_prefix_tokens) of a ViT / SigLIP / CLIP vision model."""
-    inner = getattr(model, "vision_model", model)
-    blocks = getattr(inner, "layers", None) or inner.encoder.layers
-    pre = getattr(inner, "pre_layrnorm", nn.Identity())
-    n_prefix = 1 if hasattr(inner.embeddings, "cls_token") or hasattr(inner.embeddings, "class_embedding") else 0
-    return inner.embeddings, pre, blocks, n_prefix
+        """h ``(B, N, D)`` regional tokens (queries); z ``(B, M, D)`` global tokens of the same block."""
+        if self.gated:
+            h = h + torch.tanh(self.gamma) * self.attn(h, z, z, need_weights=False)[0]
+            return h + torch.tanh(self.beta) * self.ffn(h)
+        q, kv = self.norm_q(h), self.norm_kv(z)
+        h = h + self.gamma * self.attn(q, kv, kv, need_weights=False)[0]
+        return h + self.beta * self.ffn(self.norm_ffn(h))
 
 
 class LocalizedBackbone(nn.Module):
-    """Args:
-        vision: a transformers vision model (`ViTModel`, `SiglipVisionModel`, `CLIPVisionModel`).
-        variant: one of `VARIANTS`.
-        gated: tanh-gated adapters (paper) or the released ungated pre-norm ones.
-        feature_layer: which block output to return (negative: from the end, -1 = last).
+    """DAM's localized vision backbone over a transformers vision transformer.
+
+    Args:
+        vision: ``ViTModel`` / ``SiglipVisionModel`` / ``CLIPVisionModel``.
+        variant: a key of `VARIANTS`.
+        gated: tanh-gated adapters (paper, default) or the released ungated pre-norm ones.
+        feature_layer: block whose output is returned (negative counts from the end; -2 default).
     """
 
-    def __init__(self, vision: nn.Module, *, variant: str = "full+focal-xattn", gated: bool = True, feature_layer: int = -2):
+    def __init__(self, vision: nn.Module, *, variant: str = "full+focal-crop-xattn", gated: bool = True,
+                 feature_layer: int = -2):
         super().__init__()
         if variant not in VARIANTS:
-            raise ConfigError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        self.vision, self.variant = vision, variant
-        cfg = vision.config
-        self.embeddings, self.pre_norm, self.blocks, self.n_prefix = _vit_parts(vision)
-        n = len(self.blocks)
+            raise ConfigError(f"variant must be one of {list(VARIANTS)}, got {variant!r}")
+        self.vision, self.variant, self.spec = vision, variant, VARIANTS[variant]
+        parts = vision_parts(vision)
+        self.n_prefix = parts.n_prefix
+        n = len(parts.blocks)
         self.depth = n + feature_layer + 1 if feature_layer < 0 else feature_layer
         if not 1 <= self.depth <= n:
-            raise ConfigError(f"feature_layer {feature_layer} out of range for {n} blocks")
+            raise ConfigError(f"feature_layer {feature_layer} is out of range for an encoder of {n} blocks")
+        cfg = vision.config
+        self.patch_size = int(cfg.patch_size)
+        self.image_size = int(cfg.image_size)
         self.mask_embed = nn.Conv2d(1, cfg.hidden_size, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         nn.init.zeros_(self.mask_embed.weight)
         nn.init.zeros_(self.mask_embed.bias)
-        self.adapters = nn.ModuleList(
-            CrossAttentionAdapter(cfg.hidden_size, cfg.num_attention_heads, gated=gated) for _ in range(self.depth)
-        ) if variant.endswith("xattn") else None
+        self.adapters = None
+        if self.spec.fusion == "xattn":
+            self.adapters = nn.ModuleList(CrossAttentionAdapter(cfg.hidden_size, cfg.num_attention_heads, gated=gated)
+                                          for _ in range(self.depth))
 
     @property
     def width(self) -> int:
-        return self.vision.config.hidden_size
+        return int(self.vision.config.hidden_size)
 
-    def _embed(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        tokens = self.embeddings(image)
-        m = self.mask_embed(mask.to(tokens.dtype)).flatten(2).transpose(1, 2)  # (B, N_patches, D)
-        tokens = torch.cat([tokens[:, : self.n_prefix], tokens[:, self.n_prefix :] + m], dim=1)
-        return self.pre_norm(tokens)
+    def embed(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Eq. 3-4: ``(B, 3, S, S)`` image, ``(B, 1, S, S)`` mask -> ``(B, n_prefix + N, D)`` tokens."""
+        parts = vision_parts(self.vision)
+        tokens = parts.embeddings(image)
+        m = self.mask_embed(mask.to(tokens.dtype)).flatten(2).transpose(1, 2)  # (B, N, D)
+        tokens = torch.cat([tokens[:, : self.n_prefix], tokens[:, self.n_prefix:] + m], dim=1)
+        return parts.pre_norm(tokens)
 
-    @staticmethod
-    def _block(block, h):
-        out = block(h, attention_mask=None)
-        return out[0] if isinstance(out, tuple) else out
+    def encode(self, image: torch.Tensor, mask: torch.Tensor, context: Sequence[torch.Tensor] | None = None):
+        """Blocks up to the feature layer; with ``context`` (per-block global tokens) the adapters run.
 
-    def encode(self, image: torch.Tensor, mask: torch.Tensor, context: list[torch.Tensor] | None = None):
-        """Run the blocks up to the feature layer; returns (features, per-block outputs)."""
-        h = self._embed(image, mask)
+        Returns ``(features (B, n_prefix + N, D), per-block outputs)``.
+        """
+        blocks = vision_parts(self.vision).blocks
+        h = self.embed(image, mask)
         per_block = []
         for i in range(self.depth):
-            h = self._block(self.blocks[i], h)
+            h = run_block(blocks[i], h)
             if context is not None:
                 h = self.adapters[i](h, context[i])
             per_block.append(h)
         return h, per_block
 
-    def forward(self, full_image, full_mask, crop_image, crop_mask) -> torch.Tensor:
-        """Images ``(B, 3, S, S)`` normalised, masks ``(B, 1, S, S)`` in {-1, +1} -> tokens ``(B, N, D)``."""
-        for name, t in (("full_mask", full_mask), ("crop_mask", crop_mask)):
-            if t is not None and (t.ndim != 4 or t.shape[1] != 1):
-                raise RegionLibError(f"{name} must be (B, 1, S, S), got {tuple(t.shape)}")
-        v = self.variant
-        if v == "full":
-            return self.encode(full_image, full_mask)[0]
-        if v in ("crop", "focal"):
-            return self.encode(crop_image, crop_mask)[0]
-        z, per_block = self.encode(full_image, full_mask)
-        if v == "full+crop-concat":
-            return torch.cat([z, self.encode(crop_image, crop_mask)[0]], dim=1)
-        return self.encode(crop_image, crop_mask, context=per_block)[0]
+    def _check(self, name: str, t: torch.Tensor | None, channels: int) -> None:
+        if t is None:
+            raise RegionLibError(f"{name} is required by variant {self.variant!r}")
+        s = self.image_size
+        if t.ndim not in (4, 5) or t.shape[-3] != channels or tuple(t.shape[-2:]) != (s, s):
+            error = InvalidMaskError if channels == 1 else RegionLibError
+            raise error(f"{name} must be (B, {channels}, {s}, {s}) (or (B, T, {channels}, {s}, {s}) for video), "
+                        f"got {tuple(t.shape)}")
+
+    def forward(self, full_image=None, full_mask=None, crop_image=None, crop_mask=None) -> torch.Tensor:
+        """Region tokens for the LLM.
+
+        Args (normalised images in {S x S}, masks in {-1, +1}; a leading frame axis T for video):
+            full_image ``(B, [T,] 3, S, S)``, full_mask ``(B, [T,] 1, S, S)``,
+            crop_image ``(B, [T,] 3, S, S)``, crop_mask ``(B, [T,] 1, S, S)``.
+        Returns:
+            ``(B, T * N_tokens, D)`` (concat variants: global then regional tokens per frame).
+        """
+        spec = self.spec
+        needed = []
+        if spec.global_pass:
+            needed += [("full_image", full_image, 3), ("full_mask", full_mask, 1)]
+        if spec.crop_mode is not None:
+            needed += [("crop_image", crop_image, 3), ("crop_mask", crop_mask, 1)]
+        for name, t, c in needed:
+            self._check(name, t, c)
+        ref = needed[0][1]
+        video = ref.ndim == 5
+        b = ref.shape[0]
+        shapes = {t.shape[: ref.ndim - 3] for _, t, _ in needed}
+        if len(shapes) != 1:
+            raise RegionLibError(f"inputs disagree on the batch / frame axes: {sorted(shapes)}")
+
+        def flat(t):
+            return t.flatten(0, 1) if video else t
+
+        if not spec.global_pass:
+            out = self.encode(flat(crop_image), flat(crop_mask))[0]
+        else:
+            z, per_block = self.encode(flat(full_image), flat(full_mask))
+            if spec.crop_mode is None:
+                out = z
+            elif spec.fusion == "concat":
+                out = torch.cat([z, self.encode(flat(crop_image), flat(crop_mask))[0]], dim=1)
+            else:
+                out = self.encode(flat(crop_image), flat(crop_mask), context=per_block)[0]
+        return out.reshape(b, -1, out.shape[-1]) if video else out
+
+
+def build_projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
+    """``"linear"`` or ``"mlp2x_gelu"`` (LLaVA / VILA's 2-layer MLP) from vision width to LM width."""
+    if kind == "linear":
+        return nn.Linear(in_dim, out_dim)
+    if kind == "mlp2x_gelu":
+        return nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+    raise ConfigError(f"projector must be 'linear' or 'mlp2x_gelu', got {kind!r}")
+
+
+@dataclass(frozen=True)
+class DAMConfig:
+    """DAM captioner: vision encoder, LM, prompting variant, adapter gating, feature layer, projector."""
+
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
+    variant: str = "full+focal-crop-xattn"
+    gated: bool = True
+    feature_layer: int = -2
+    projector: str = "mlp2x_gelu"
+    focal_expansion: float = 3.0
+    focal_min_size: int = 48
+
+
+@register_kind("dam")
+class DAM(RegionModel):
+    """Localized backbone -> projector -> `LMHead`. Inputs are dicts of focal-prompt tensors (`prepare`)."""
+
+    config_class = DAMConfig
+
+    def __init__(self, config: DAMConfig, backbone: LocalizedBackbone, projector: nn.Module, lm_head: LMHead):
+        super().__init__()
+        self.config, self.backbone, self.projector, self.lm_head = config, backbone, projector, lm_head
+
+    # ---------------------------------------------------------------- inputs
+    @property
+    def crop_mode(self) -> str:
+        return VARIANTS[self.config.variant].crop_mode or "full"
+
+    def prepare(self, image, masks) -> dict[str, torch.Tensor]:
+        """Focal-prompt tensors (`regionlib.focal.focal_prompt`, crop mode of the variant, the encoder's
+        size and normalisation) of the N regions ``masks`` ``(N, H, W)`` of one image: ``full_image``
+        ``(N, 3, S, S)``, ``full_mask`` ``(N, 1, S, S)``, ``crop_image``, ``crop_mask``."""
+        mean, std = NORMALISATION[self.config.vision.arch]
+        s = self.backbone.image_size
+        fp = focal_prompt(image, masks, mode=self.crop_mode, size=(s, s), expansion=self.config.focal_expansion,
+                          min_size=self.config.focal_min_size, mean=mean, std=std)
+        full = fp.full_image_tensor
+        n = fp.mask_tensor.shape[0]
+        dev = self.lm_head.device
+        return {"full_image": full.expand(n, -1, -1, -1).to(dev), "full_mask": fp.full_mask_tensor.to(dev),
+                "crop_image": fp.image_tensor.to(dev), "crop_mask": fp.mask_tensor.to(dev)}
+
+    def prepare_video(self, frames: Sequence, masks: Sequence) -> dict[str, torch.Tensor]:
+        """T frames ``(H, W, 3)`` with one region's T masks ``(H, W)`` -> inputs with a frame axis ``(1, T, ...)``."""
+        if len(frames) != len(masks) or not frames:
+            raise RegionLibError(f"frames and masks must be equally long and non-empty, got {len(frames)} and {len(masks)}")
+        per = [self.prepare(f, np.asarray(m)[None]) for f, m in zip(frames, masks)]
+        return {k: torch.stack([p[k][0] for p in per])[None] for k in per[0]}
+
+    # ---------------------------------------------------------------- model
+    def prefix(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Visual prefix ``(B, T * N, D_lm)``."""
+        return self.projector(self.backbone(**{k: inputs.get(k) for k in ("full_image", "full_mask", "crop_image", "crop_mask")}))
+
+    def loss(self, inputs: dict, captions: Sequence[str], *, label_smoothing: float | None = None) -> torch.Tensor:
+        return self.lm_head.loss(self.prefix(inputs), captions, label_smoothing=label_smoothing)
+
+    @torch.no_grad()
+    def generate(self, inputs: dict, **kwargs) -> list[str]:
+        return self.lm_head.generate(self.prefix(inputs), **kwargs)
+
+    def caption(self, image, masks, **kwargs) -> list[str]:
+        """One-shot (uncached) captions of the N regions ``masks`` ``(N, H, W)`` of ``image``."""
+        return self.generate(self.prepare(image, masks), **kwargs)
+
+
+def build_dam(config: DAMConfig, tokenizer, *, load_weights: bool = True) -> DAM:
+    """Wire a `DAM` from ``config`` (vision / LM from their paths or random init)."""
+    vision = build_vision_encoder(config.vision, load_weights=load_weights)
+    backbone = LocalizedBackbone(vision, variant=config.variant, gated=config.gated, feature_layer=config.feature_layer)
+    lm_head = build_lm_head(config.lm, tokenizer, load_weights=load_weights)
+    return DAM(config, backbone, build_projector(config.projector, backbone.width, lm_head.width), lm_head)
+
+
+DAM.builder = staticmethod(build_dam)

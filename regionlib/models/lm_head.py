@@ -1,120 +1,393 @@
 """Causal-LM head over visual prefix tokens: teacher-forced loss, generation, streaming, LoRA.
 
-The LM (any transformers causal LM: GPT-2, Llama, ...) reads ``[prefix; prompt; target]`` as
-input embeddings: ``prefix`` ``(B, P, D)`` are visual tokens already projected to the LM width,
-``prompt`` is a fixed text template (e.g. DAM's "Describe the masked region in detail."), the
-target caption is teacher-forced. The loss is cross-entropy over the target tokens only, with
-label smoothing.
+Any transformers causal LM (GPT-2, Llama, ...) reads a context built from a *template*: text
+with one ``{visual}`` slot, e.g. ``"{visual} Describe the masked region in detail."`` (DAM,
+seed 003 App. H.2: image tokens before the text) or ``"USER: {visual}\\nDescribe... ASSISTANT:"``.
+The visual prefix ``(B, P, D)`` (already in the LM width ``D``) fills the slot; the text parts
+are embedded with the LM's own input embeddings. Richer contexts (RAS, grounded captioning)
+are assembled from *parts* — strings and ``(n, D)`` tensors — with `LMHead.sequence`.
+
+Loss (SCA Tab. 1, DAM §3): cross-entropy over the target tokens only (context positions are
+``-100``), with label smoothing; every target ends with the tokenizer's eos token. Contexts of
+different lengths are left-padded, with ``position_ids = cumsum(attention_mask) - 1`` so that
+padding never shifts positions (the same rule transformers' ``generate`` applies).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError, RegionLibError
+from ..errors import CheckpointError, ConfigError, RegionLibError
 
-__all__ = ["LMHead"]
+__all__ = ["LMConfig", "LMHead", "build_lm", "build_lm_head", "VISUAL_SLOT"]
+
+VISUAL_SLOT = "{visual}"
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """A causal LM: from ``path`` (a transformers checkpoint) or built from the fields below.
+
+    Attributes:
+        path: directory / hub id of a causal LM (weights loaded from it); None = random init.
+        arch: ``"gpt2"`` or ``"llama"`` (used when ``path`` is None).
+        width / depth / heads / kv_heads / intermediate: architecture of the random-init LM.
+        vocab_size: LM vocabulary; None = ``len(tokenizer)``. Grown to fit added tokens.
+        max_positions: context length of the random-init LM; dropout: its dropout probabilities.
+        template: text with one ``{visual}`` slot (see module docstring).
+        freeze: keep the LM's weights frozen (SCA's default).
+        label_smoothing: default label smoothing of `LMHead.loss` (SCA: 0.1).
+        max_target_tokens: truncate targets to this many tokens (SCA: 20); None = no cap.
+        lora_r / lora_alpha / lora_dropout / lora_targets: peft LoRA on ``lora_targets`` when r > 0.
+    """
+
+    path: str | None = None
+    arch: str = "gpt2"
+    width: int = 64
+    depth: int = 2
+    heads: int = 4
+    kv_heads: int | None = None
+    intermediate: int | None = None
+    vocab_size: int | None = None
+    max_positions: int = 512
+    dropout: float = 0.0
+    template: str = "{visual} Describe the masked region in detail."
+    freeze: bool = False
+    label_smoothing: float = 0.0
+    max_target_tokens: int | None = None
+    lora_r: int = 0
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ()
+
+
+def build_lm(config: LMConfig, tokenizer, *, load_weights: bool = True) -> nn.Module:
+    """The transformers causal LM of ``config`` (``load_weights=False``: the path's architecture, random init)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    if config.path:
+        if load_weights:
+            return AutoModelForCausalLM.from_pretrained(config.path)
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(config.path))
+    vocab = config.vocab_size or len(tokenizer)
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}
+    if config.arch == "gpt2":
+        return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=config.width, n_layer=config.depth, n_head=config.heads,
+                                          n_inner=config.intermediate, n_positions=config.max_positions,
+                                          resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+                                          **ids))
+    if config.arch == "llama":
+        return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=config.width, num_hidden_layers=config.depth,
+                                            num_attention_heads=config.heads, num_key_value_heads=config.kv_heads or config.heads,
+                                            intermediate_size=config.intermediate or 4 * config.width,
+                                            max_position_embeddings=config.max_positions, attention_dropout=config.dropout,
+                                            tie_word_embeddings=False, **ids))
+    raise ConfigError(f"LMConfig.arch must be 'gpt2' or 'llama', got {config.arch!r}")
 
 
 class LMHead(nn.Module):
-    """Args:
-        lm: a transformers causal LM; tokenizer: its tokenizer (needs eos and pad tokens).
-        prompt: the text placed between the visual prefix and the caption.
-        special_tokens: extra tokens to add (embeddings resized).
-        freeze: keep the LM's weights frozen (SCA's default).
+    """A causal LM + its tokenizer, reading visual prefixes.
+
+    Args:
+        lm: a transformers causal LM; tokenizer: its (fast) tokenizer, needing an eos token
+            (a missing pad token is set to eos).
+        template: text with one ``{visual}`` slot.
+        special_tokens: tokens to add to the tokenizer (input embeddings resized).
+        freeze: freeze the LM's weights.
+        label_smoothing / max_target_tokens: see `LMConfig`.
     """
 
-    def __init__(self, lm, tokenizer, *, prompt: str = "", special_tokens: Sequence[str] = (), freeze: bool = False):
+    def __init__(self, lm: nn.Module, tokenizer, *, template: str = VISUAL_SLOT, special_tokens: Sequence[str] = (),
+                 freeze: bool = False, label_smoothing: float = 0.0, max_target_tokens: int | None = None):
         super().__init__()
+        if template.count(VISUAL_SLOT) != 1:
+            raise ConfigError(f"template must contain exactly one {VISUAL_SLOT!r} slot, got {template!r}")
         if tokenizer.eos_token_id is None:
-            raise ConfigError("the tokenizer needs an eos token")
+            raise ConfigError("tokenizer needs an eos token")
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.lm, self.tokenizer, self.template = lm, tokenizer, template
+        self.label_smoothing, self.max_target_tokens = label_smoothing, max_target_tokens
+        self.kept_tokens: list[str] = []
         if special_tokens:
-            tokenizer.add_special_tokens({"additional_special_tokens": list(special_tokens)})
-            lm.resize_token_embeddings(len(tokenizer))
-        self.lm, self.tokenizer, self.prompt = lm, tokenizer, prompt
-        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
-        self.register_buffer("prompt_ids", torch.tensor(ids, dtype=torch.long), persistent=False)
+            self.add_special_tokens(special_tokens)
+        elif len(tokenizer) > self.lm.get_input_embeddings().num_embeddings:
+            self.lm.resize_token_embeddings(len(tokenizer))
+        self.lora: dict | None = None
         if freeze:
             for p in self.lm.parameters():
                 p.requires_grad_(False)
 
+    # ------------------------------------------------------------------ tokens and embeddings
     @property
     def width(self) -> int:
         return self.lm.get_input_embeddings().embedding_dim
 
-    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+    @property
+    def device(self) -> torch.device:
+        return self.lm.get_input_embeddings().weight.device
+
+    def add_special_tokens(self, tokens: Sequence[str], *, keep_in_text: bool = True) -> list[int]:
+        """Add ``tokens`` to the tokenizer (never split), resize the LM's embeddings; returns their ids.
+
+        ``keep_in_text``: decoded outputs keep these tokens (e.g. PGC's ``<SEG_t>``).
+        """
+        new = [t for t in tokens if t not in self.tokenizer.get_vocab()]
+        if new:
+            self.tokenizer.add_special_tokens({"additional_special_tokens": new}, replace_extra_special_tokens=False)
+        if len(self.tokenizer) > self.lm.get_input_embeddings().num_embeddings:
+            self.lm.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+        if keep_in_text:
+            self.kept_tokens.extend(t for t in tokens if t not in self.kept_tokens)
+        return self.tokenizer.convert_tokens_to_ids(list(tokens))
+
+    def token_ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def embed_ids(self, ids) -> torch.Tensor:
+        ids = torch.as_tensor(ids, dtype=torch.long, device=self.device)
         return self.lm.get_input_embeddings()(ids)
 
-    def _context(self, prefix: torch.Tensor) -> torch.Tensor:
-        if prefix.ndim != 3 or prefix.shape[-1] != self.width:
-            raise RegionLibError(f"prefix must be (B, P, {self.width}), got {tuple(prefix.shape)}")
+    def sequence(self, parts: Sequence) -> torch.Tensor:
+        """Concatenate text (``str``, embedded) and ``(n, D)`` tensors into one ``(L, D)`` sequence."""
+        dtype = self.lm.get_input_embeddings().weight.dtype
+        out = []
+        for i, part in enumerate(parts):
+            if isinstance(part, str):
+                if part:
+                    out.append(self.embed_ids(self.token_ids(part)))
+            elif isinstance(part, torch.Tensor) and part.ndim == 2 and part.shape[1] == self.width:
+                out.append(part)
+            else:
+                raise RegionLibError(f"parts[{i}] must be a str or an (n, {self.width}) tensor, got "
+                                     f"{getattr(part, 'shape', type(part).__name__)}")
+        if not out:
+            raise RegionLibError("parts must give a non-empty sequence")
+        return torch.cat([o.to(dtype) for o in out], dim=0)
+
+    def contexts(self, prefix: torch.Tensor) -> torch.Tensor:
+        """``prefix`` ``(B, P, D)`` placed in the template -> ``(B, L, D)`` context embeddings."""
+        if not isinstance(prefix, torch.Tensor) or prefix.ndim != 3 or prefix.shape[-1] != self.width:
+            raise RegionLibError(f"prefix must be a (B, P, {self.width}) tensor, got {getattr(prefix, 'shape', type(prefix))}")
+        before, after = self.template.split(VISUAL_SLOT)
         b = prefix.shape[0]
-        prompt = self._embed(self.prompt_ids.to(prefix.device))[None].expand(b, -1, -1)
-        return torch.cat([prefix, prompt.to(prefix.dtype)], dim=1)
+        parts = [prefix]
+        for text, side in ((before, 0), (after, 1)):
+            ids = self.token_ids(text)
+            if ids:
+                emb = self.embed_ids(ids).to(prefix.dtype)[None].expand(b, -1, -1)
+                parts.insert(0 if side == 0 else len(parts), emb)
+        return torch.cat(parts, dim=1)
 
-    def loss(self, prefix: torch.Tensor, targets: Sequence[str], *, label_smoothing: float = 0.0) -> torch.Tensor:
-        """Teacher-forced cross-entropy of ``targets`` (+ eos) given ``prefix`` ``(B, P, D)``."""
-        if len(targets) != prefix.shape[0]:
-            raise RegionLibError(f"{prefix.shape[0]} prefixes but {len(targets)} targets")
+    @staticmethod
+    def pad_left(sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """List of ``(L_i, D)`` -> left-padded ``(B, L, D)`` embeddings and ``(B, L)`` attention mask."""
+        if len(sequences) == 0:
+            raise RegionLibError("sequences must be non-empty")
+        n = max(s.shape[0] for s in sequences)
+        ref = sequences[0]
+        embeds = ref.new_zeros((len(sequences), n, ref.shape[1]))
+        mask = torch.zeros((len(sequences), n), dtype=torch.long, device=ref.device)
+        for i, s in enumerate(sequences):
+            embeds[i, n - s.shape[0]:] = s
+            mask[i, n - s.shape[0]:] = 1
+        return embeds, mask
+
+    @staticmethod
+    def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+        return (attention_mask.long().cumsum(-1) - 1).clamp_(min=0)
+
+    def forward_embeds(self, embeds: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        """Run the LM on ``(B, L, D)`` embeddings (padding-aware positions); returns the transformers output."""
+        if attention_mask is None:
+            attention_mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=self.positions(attention_mask),
+                       **kwargs)
+
+    # ------------------------------------------------------------------ training
+    def target_ids(self, targets: Sequence[str]) -> list[list[int]]:
         eos = self.tokenizer.eos_token_id
-        seqs = [self.tokenizer(t, add_special_tokens=False)["input_ids"] + [eos] for t in targets]
+        out = []
+        for t in targets:
+            ids = self.token_ids(t)
+            if self.max_target_tokens is not None:
+                ids = ids[: self.max_target_tokens]
+            out.append(ids + [eos])
+        return out
+
+    def teacher_forced(self, contexts: torch.Tensor, context_mask: torch.Tensor | None, targets: Sequence[str], **kwargs):
+        """LM output and labels for ``targets`` after left-padded ``contexts`` ``(B, L, D)``.
+
+        Returns ``(output, labels)``: labels ``(B, L + T)`` with ``-100`` outside the targets.
+        """
+        if isinstance(targets, str) or len(targets) != contexts.shape[0]:
+            raise RegionLibError(f"targets must be a list of {contexts.shape[0]} strings (one per prefix), "
+                                 f"got {len(targets) if not isinstance(targets, str) else 'a str'}")
+        seqs = self.target_ids(targets)
         width = max(len(x) for x in seqs)
-        ids = torch.full((len(seqs), width), eos, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        b, n = contexts.shape[:2]
+        ids = torch.full((b, width), self.tokenizer.pad_token_id, dtype=torch.long, device=contexts.device)
+        tmask = torch.zeros((b, width), dtype=torch.long, device=contexts.device)
         for i, x in enumerate(seqs):
-            ids[i, : len(x)] = torch.tensor(x)
-            mask[i, : len(x)] = 1
-        ids, mask = ids.to(prefix.device), mask.to(prefix.device)
-        ctx = self._context(prefix)
-        inputs = torch.cat([ctx, self._embed(ids).to(ctx.dtype)], dim=1)
-        attn = torch.cat([torch.ones(ctx.shape[:2], dtype=mask.dtype, device=mask.device), mask], dim=1)
-        logits = self.lm(inputs_embeds=inputs, attention_mask=attn).logits
-        n = ctx.shape[1]
-        pred = logits[:, n - 1 : -1]  # position t predicts token t + 1
-        labels = ids.masked_fill(mask == 0, -100)
-        return F.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), labels.reshape(-1), ignore_index=-100,
-                               label_smoothing=label_smoothing)
+            ids[i, : len(x)] = torch.tensor(x, device=contexts.device)
+            tmask[i, : len(x)] = 1
+        if context_mask is None:
+            context_mask = torch.ones((b, n), dtype=torch.long, device=contexts.device)
+        embeds = torch.cat([contexts, self.embed_ids(ids).to(contexts.dtype)], dim=1)
+        attn = torch.cat([context_mask.to(tmask.dtype), tmask], dim=1)
+        labels = torch.cat([torch.full((b, n), -100, dtype=torch.long, device=ids.device), ids.masked_fill(tmask == 0, -100)], 1)
+        return self.forward_embeds(embeds, attn, **kwargs), labels
+
+    def token_loss(self, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float | None = None) -> torch.Tensor:
+        """Shifted cross-entropy (position t predicts token t + 1) over labels != -100."""
+        ls = self.label_smoothing if label_smoothing is None else label_smoothing
+        pred = logits[:, :-1]
+        return F.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100,
+                               label_smoothing=ls)
+
+    def loss(self, prefix: torch.Tensor, targets: Sequence[str], *, label_smoothing: float | None = None) -> torch.Tensor:
+        """Teacher-forced cross-entropy of ``targets`` (+ eos) given ``prefix`` ``(B, P, D)`` in the template."""
+        out, labels = self.teacher_forced(self.contexts(prefix), None, targets)
+        return self.token_loss(out.logits, labels, label_smoothing)
 
     @torch.no_grad()
-    def generate(self, prefix: torch.Tensor, *, max_new_tokens: int = 40, num_beams: int = 1, do_sample: bool = False,
-                 temperature: float = 1.0, top_p: float = 1.0) -> list[str]:
-        """Captions for ``prefix`` ``(B, P, D)`` (greedy by default; beam search or sampling)."""
-        if max_new_tokens <= 0:
-            raise RegionLibError(f"max_new_tokens must be > 0, got {max_new_tokens}")
-        ctx = self._context(prefix)
-        attn = torch.ones(ctx.shape[:2], dtype=torch.long, device=ctx.device)
-        kwargs = {"temperature": temperature, "top_p": top_p} if do_sample else {}
-        out = self.lm.generate(inputs_embeds=ctx, attention_mask=attn, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                               do_sample=do_sample, eos_token_id=self.tokenizer.eos_token_id,
+    def mean_log_prob(self, prefix: torch.Tensor, targets: Sequence[str]) -> torch.Tensor:
+        """Mean log-probability per token (eos included) of each target given its prefix -> ``(B,)``.
+
+        The caption-confidence of DLC-SDP stage 2 (seed 003 App. H.1) and seed 001's
+        text-region score: ``(1/T) sum_t log p(y_t | y_<t, prefix)``.
+        """
+        out, labels = self.teacher_forced(self.contexts(prefix), None, targets)
+        logp = out.logits[:, :-1].float().log_softmax(-1)
+        tgt = labels[:, 1:]
+        keep = tgt != -100
+        picked = logp.gather(-1, tgt.clamp(min=0)[..., None])[..., 0] * keep
+        return picked.sum(1) / keep.sum(1).clamp(min=1)
+
+    # ------------------------------------------------------------------ inference
+    def decode(self, ids: Sequence[int]) -> str:
+        """Token ids -> text, dropping the tokenizer's special tokens except those kept in text."""
+        keep = set(self.tokenizer.convert_tokens_to_ids(self.kept_tokens))
+        drop = set(self.tokenizer.all_special_ids) - keep
+        return self.tokenizer.decode([int(i) for i in ids if int(i) not in drop], skip_special_tokens=False).strip()
+
+    @staticmethod
+    def _check_length(max_new_tokens) -> None:
+        if not isinstance(max_new_tokens, int) or max_new_tokens <= 0:
+            raise RegionLibError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+
+    @torch.no_grad()
+    def generate_ids(self, contexts: torch.Tensor, context_mask: torch.Tensor | None = None, *, max_new_tokens: int = 40,
+                     num_beams: int = 1, do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+                     top_k: int = 0, seed: int | None = None) -> list[list[int]]:
+        """New token ids for left-padded ``contexts`` ``(B, L, D)`` (greedy / beam search / sampling)."""
+        self._check_length(max_new_tokens)
+        if not isinstance(num_beams, int) or num_beams < 1:
+            raise RegionLibError(f"num_beams must be a positive int, got {num_beams!r}")
+        if do_sample and not temperature > 0:
+            raise RegionLibError(f"temperature must be > 0 when sampling, got {temperature}")
+        if context_mask is None:
+            context_mask = torch.ones(contexts.shape[:2], dtype=torch.long, device=contexts.device)
+        if seed is not None:
+            torch.manual_seed(seed)
+        kwargs = {"temperature": temperature, "top_p": top_p, "top_k": top_k} if do_sample else {}
+        was_training = self.lm.training
+        self.lm.eval()
+        out = self.lm.generate(inputs_embeds=contexts, attention_mask=context_mask, max_new_tokens=max_new_tokens,
+                               num_beams=num_beams, do_sample=do_sample, eos_token_id=self.tokenizer.eos_token_id,
                                pad_token_id=self.tokenizer.pad_token_id, **kwargs)
-        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        self.lm.train(was_training)
+        eos = self.tokenizer.eos_token_id
+        result = []
+        for row in out.tolist():
+            result.append(row[: row.index(eos)] if eos in row else row)
+        return result
+
+    def generate(self, prefix: torch.Tensor, **kwargs) -> list[str]:
+        """Captions for ``prefix`` ``(B, P, D)`` in the template; kwargs as `generate_ids`."""
+        return [self.decode(ids) for ids in self.generate_ids(self.contexts(prefix), **kwargs)]
 
     @torch.no_grad()
-    def stream(self, prefix: torch.Tensor, *, max_new_tokens: int = 40) -> Iterator[str]:
-        """Greedy decoding of one prefix ``(1, P, D)``, yielding each new token's text as it comes."""
-        if prefix.shape[0] != 1:
-            raise RegionLibError("stream() decodes one region at a time: prefix must be (1, P, D)")
-        if max_new_tokens <= 0:
-            raise RegionLibError(f"max_new_tokens must be > 0, got {max_new_tokens}")
-        out = self.lm(inputs_embeds=self._context(prefix), use_cache=True)
-        past = out.past_key_values
-        for _ in range(max_new_tokens):
-            nxt = out.logits[:, -1].argmax(-1)
-            if int(nxt) == self.tokenizer.eos_token_id:
-                return
-            yield self.tokenizer.decode(nxt)
-            out = self.lm(inputs_embeds=self._embed(nxt[:, None]), past_key_values=past, use_cache=True)
-            past = out.past_key_values
+    def stream_embeds(self, context: torch.Tensor, *, max_new_tokens: int = 40, do_sample: bool = False,
+                      temperature: float = 1.0, seed: int | None = None) -> Iterator[str]:
+        """Decode one context ``(1, L, D)`` token by token (KV cache), yielding each new piece of text.
 
+        The pieces concatenate to the decoded text of the greedy (or sampled) continuation.
+        """
+        self._check_length(max_new_tokens)
+        if context.ndim != 3 or context.shape[0] != 1:
+            raise RegionLibError(f"stream decodes one region at a time: context must be (1, L, D), got {tuple(context.shape)}")
+        gen = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
+        was_training = self.lm.training
+        self.lm.eval()
+        try:
+            out = self.lm(inputs_embeds=context, use_cache=True)
+            ids: list[int] = []
+            shown = ""
+            for step in range(max_new_tokens):
+                logits = out.logits[0, -1].float()
+                if do_sample:
+                    probs = torch.softmax(logits / temperature, -1).cpu()
+                    nxt = int(torch.multinomial(probs, 1, generator=gen))
+                else:
+                    nxt = int(logits.argmax())
+                if nxt == self.tokenizer.eos_token_id:
+                    return
+                ids.append(nxt)
+                text = self.decode(ids)
+                if text.startswith(shown) and len(text) > len(shown):
+                    yield text[len(shown):]
+                    shown = text
+                pos = torch.tensor([[context.shape[1] + step]], device=context.device)
+                out = self.lm(inputs_embeds=self.embed_ids([[nxt]]).to(context.dtype), past_key_values=out.past_key_values,
+                              position_ids=pos, use_cache=True)
+        finally:
+            self.lm.train(was_training)
+
+    def stream(self, prefix: torch.Tensor, **kwargs) -> Iterator[str]:
+        """Streaming decode of one prefix ``(1, P, D)`` in the template (see `stream_embeds`)."""
+        return self.stream_embeds(self.contexts(prefix), **kwargs)
+
+    # ------------------------------------------------------------------ LoRA
     def add_lora(self, *, target_modules: Sequence[str], r: int = 8, alpha: int = 16, dropout: float = 0.0) -> None:
-        """Wrap the LM with peft LoRA adapters on ``target_modules`` (base weights frozen)."""
+        """Wrap the LM with peft LoRA adapters on ``target_modules``; only the adapters train, base weights stay."""
         from peft import LoraConfig, get_peft_model
 
-        self.lm = get_peft_model(self.lm, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
-                                                     target_modules=list(target_modules), bias="none"))
+        if self.lora is not None:
+            raise ConfigError("LoRA adapters are already attached")
+        if r <= 0 or not target_modules:
+            raise ConfigError(f"LoRA needs r > 0 and target_modules, got r={r}, target_modules={target_modules!r}")
+        try:
+            self.lm = get_peft_model(self.lm, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                                                         target_modules=list(target_modules), bias="none"))
+        except ValueError as exc:
+            raise ConfigError(f"target_modules {list(target_modules)} do not name modules of the LM ({exc})") from exc
+        self.lora = {"r": r, "alpha": alpha, "dropout": dropout, "target_modules": list(target_modules)}
+
+    def base_state_dict(self) -> dict[str, torch.Tensor]:
+        """The LM's own weights under their original names (LoRA adapters excluded)."""
+        lm = self.lm.get_base_model() if self.lora is not None else self.lm
+        return {k.replace(".base_layer", ""): v for k, v in lm.state_dict().items() if "lora_" not in k}
+
+
+def build_lm_head(config: LMConfig, tokenizer, *, special_tokens: Sequence[str] = (), load_weights: bool = True) -> LMHead:
+    """`LMHead` for ``config`` (LM from its path or random init; LoRA attached when ``lora_r > 0``)."""
+    if config.lora_r < 0:
+        raise ConfigError(f"lora_r must be >= 0, got {config.lora_r}")
+    try:
+        lm = build_lm(config, tokenizer, load_weights=load_weights)
+    except OSError as exc:
+        raise CheckpointError(f"LMConfig.path {config.path!r}: cannot load a causal LM ({exc})") from exc
+    head = LMHead(lm, tokenizer, template=config.template, special_tokens=special_tokens, freeze=config.freeze,
+                  label_smoothing=config.label_smoothing, max_target_tokens=config.max_target_tokens)
+    if config.lora_r > 0:
+        head.add_lora(target_modules=config.lora_targets, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
+    return head

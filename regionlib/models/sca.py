@@ -1,86 +1,325 @@
-"""SCA's text feature mixer over a frozen segment-anything SAM (seed 000 §3; REFERENCE §4).
+"""SCA: segment and caption anything (seed 000 §3, App. I; REFERENCE §4).
 
-SAM's image encoder, prompt encoder and mask decoder stay frozen. The decoder's two-way
-transformer is run as in `MaskDecoder.predict_masks` to get its output tokens (IoU + mask tokens)
-and the decoder-updated image embedding; the *text feature mixer* — another `TwoWayTransformer`
-of ``mixer_depth`` layers — runs over ``[query tokens; decoder tokens]`` attending to that
-updated embedding; the query outputs are projected to the LM width and prefixed by learned
-*task tokens*. Ablations (seed 000 §I) via ``mixer_inputs``: ``"queries+sam"`` (default),
-``"queries"`` (no SAM tokens), ``"sam"`` (decode SAM's mask tokens directly, no queries).
+A frozen segment-anything `Sam` — image encoder, prompt encoder, two-way mask decoder — plus a
+trainable *text feature mixer*: another `TwoWayTransformer` of ``mixer_depth`` layers over
+``[learned query tokens Q; the decoder's tokens]`` that attends to the decoder-updated image
+embedding. Its query outputs are projected to the LM width (``Linear(256 -> D)``), prefixed by
+learned *task tokens*, and read by a causal LM (frozen by default). One pass gives SAM's masks
+(the decoder's own heads, exactly as `MaskDecoder.predict_masks`) and the caption prefix.
+
+The decoder is run through the real modules (token assembly of `MaskDecoder.predict_masks`:
+``[iou token; mask tokens; sparse prompt embeddings]`` over ``image embedding + dense``) so that
+its *updated* image embedding and output tokens are available to the mixer.
+
+Feature-mixer variants of seed 000 App. I (``mixer_inputs``):
+
+* ``"queries+sam-tokens"`` (4, default): Q with the prompt / mask tokens *as encoded by SAM's
+  decoder*, attending to the decoder-updated image embedding.
+* ``"queries+raw-tokens"`` (3): Q with the prompt / mask tokens *not* encoded by SAM's decoder,
+  attending to the image embedding (+ dense prompt embedding).
+* ``"sam-tokens"`` (2, direct decoding): no Q; the mixer runs over SAM's decoded tokens and its
+  mask-token outputs ``M^`` go to the LM.
+* ``"roi-align"`` (1): ``R = RoIAlign(I, box)`` (torchvision) on the image embedding, then a
+  projection (``roi_projector``: linear or 2-layer MLP with GELU); no mixer.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
 import torch
 import torch.nn as nn
 from segment_anything.modeling import Sam, TwoWayTransformer
+from segment_anything.utils.transforms import ResizeLongestSide
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidPromptError
+from ..images import to_rgb_uint8
+from ..prompts import Prompt
+from ..sam import build_sam
+from .checkpoint import RegionModel, register_kind
+from .dam import build_projector
+from .lm_head import LMConfig, LMHead, build_lm_head
 
-__all__ = ["SCAMixer", "sca_trainable_parameters"]
+__all__ = ["MIXER_INPUTS", "SCAConfig", "SCA", "SCAOutput", "DecoderState", "build_sca", "sca_trainable_parameters"]
+
+MIXER_INPUTS = ("queries+sam-tokens", "queries+raw-tokens", "sam-tokens", "roi-align")
 
 
-class SCAMixer(nn.Module):
-    """Frozen SAM + trainable mixer -> visual prefix ``(B, task + queries, lm_width)``.
+@dataclass(frozen=True)
+class SCAConfig:
+    """SCA: SAM preset / checkpoint, LM, and the mixer (paper: 8 queries, 12 layers, 6 task tokens)."""
 
-    Args:
-        sam: a segment-anything `Sam` (frozen here).
-        lm_width: hidden size of the language model.
-        num_queries / mixer_depth / num_task_tokens: the paper's 8 / 12 / 6 by default.
+    sam_preset: str = "tiny"
+    sam_checkpoint: str | None = None
+    lm: LMConfig = field(default_factory=lambda: LMConfig(template="{visual}", freeze=True, label_smoothing=0.1,
+                                                          max_target_tokens=20))
+    num_queries: int = 8
+    mixer_depth: int = 12
+    mixer_heads: int = 8
+    mixer_mlp_dim: int = 2048
+    num_task_tokens: int = 6
+    mixer_inputs: str = "queries+sam-tokens"
+    roi_size: int = 7
+    roi_projector: str = "mlp2x_gelu"
+    multimask_output: bool = True
+
+
+@dataclass
+class DecoderState:
+    """The frozen SAM decoder on B prompts (C = 256 for the released SAMs, ``h x w`` embedding grid).
+
+    tokens_in ``(B, T, C)`` = [iou; mask tokens; sparse prompt]; image_in ``(B, C, h, w)`` = embedding + dense;
+    pe ``(B, C, h, w)``; tokens_out ``(B, T, C)``; image_out ``(B, C, h, w)`` (decoder-updated);
+    low_res_masks ``(B, 4h, 4w)`` logits of the chosen mask; iou ``(B,)`` its predicted IoU.
     """
 
-    def __init__(self, sam: Sam, lm_width: int, *, num_queries: int = 8, mixer_depth: int = 12, num_task_tokens: int = 6,
-                 mixer_heads: int = 8, mixer_mlp_dim: int = 2048, mixer_inputs: str = "queries+sam"):
+    tokens_in: torch.Tensor
+    image_in: torch.Tensor
+    pe: torch.Tensor
+    tokens_out: torch.Tensor
+    image_out: torch.Tensor
+    low_res_masks: torch.Tensor
+    iou: torch.Tensor
+
+
+@dataclass
+class SCAOutput:
+    """prefix ``(B, task + visual, D_lm)``; low_res_masks ``(B, 4h, 4w)`` logits; iou ``(B,)``."""
+
+    prefix: torch.Tensor
+    low_res_masks: torch.Tensor
+    iou: torch.Tensor
+
+
+@register_kind("sca")
+class SCA(RegionModel):
+    """Frozen SAM + text feature mixer + `LMHead`.
+
+    Batches (`prepare`): ``image_embeddings`` ``(N_img, C, h, w)``, ``image_index`` ``(B,)``, and either
+    ``boxes`` ``(B, 4)`` or ``points`` ``(B, K, 2)`` + ``point_labels`` ``(B, K)`` in SAM's input frame
+    (after ``ResizeLongestSide``).
+    """
+
+    config_class = SCAConfig
+
+    def __init__(self, config: SCAConfig, sam: Sam, lm_head: LMHead):
         super().__init__()
-        if mixer_inputs not in ("queries+sam", "queries", "sam"):
-            raise ConfigError(f"mixer_inputs must be 'queries+sam', 'queries' or 'sam', got {mixer_inputs!r}")
-        self.sam, self.mixer_inputs = sam, mixer_inputs
+        if config.mixer_inputs not in MIXER_INPUTS:
+            raise ConfigError(f"mixer_inputs must be one of {MIXER_INPUTS}, got {config.mixer_inputs!r}")
+        self.config, self.sam, self.lm_head = config, sam, lm_head
         for p in sam.parameters():
             p.requires_grad_(False)
         dim = sam.prompt_encoder.embed_dim
-        self.queries = nn.Parameter(torch.randn(num_queries, dim) * 0.02) if mixer_inputs != "sam" else None
-        self.mixer = TwoWayTransformer(depth=mixer_depth, embedding_dim=dim, num_heads=mixer_heads, mlp_dim=mixer_mlp_dim)
-        self.proj = nn.Linear(dim, lm_width)
-        self.task_tokens = nn.Parameter(torch.randn(num_task_tokens, lm_width) * 0.02)
+        width = lm_head.width
+        self.queries = self.mixer = self.proj = self.roi_proj = None
+        if config.mixer_inputs == "roi-align":
+            self.roi_proj = build_projector(config.roi_projector, dim, width)
+        else:
+            if config.mixer_inputs != "sam-tokens":
+                self.queries = nn.Parameter(torch.randn(config.num_queries, dim) * 0.02)
+            self.mixer = TwoWayTransformer(depth=config.mixer_depth, embedding_dim=dim, num_heads=config.mixer_heads,
+                                           mlp_dim=config.mixer_mlp_dim)
+            self.proj = nn.Linear(dim, width)
+        self.task_tokens = nn.Parameter(torch.randn(config.num_task_tokens, width) * 0.02)
+        self.transform = ResizeLongestSide(sam.image_encoder.img_size)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.sam.eval()  # frozen: always in eval mode
+        return self
+
+    # ---------------------------------------------------------------- image and prompt inputs
+    @torch.no_grad()
+    def embed_image(self, image) -> tuple[torch.Tensor, tuple[int, int]]:
+        """SAM's image embedding ``(1, C, h, w)`` of one image and its original ``(H, W)``."""
+        rgb = to_rgb_uint8(image, "image")
+        x = torch.as_tensor(self.transform.apply_image(rgb), device=self.device).permute(2, 0, 1)[None].float()
+        return self.sam.image_encoder(self.sam.preprocess(x)), rgb.shape[:2]
+
+    @property
+    def device(self) -> torch.device:
+        return self.task_tokens.device
+
+    def prompt_batch(self, prompts: Sequence[Prompt], original_size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Box or point prompts (all of one kind, same point count) -> tensors in SAM's input frame."""
+        if len(prompts) == 0:
+            raise InvalidPromptError("prompts is empty: pass at least one Prompt")
+        for i, p in enumerate(prompts):
+            if not isinstance(p, Prompt):
+                raise InvalidPromptError(f"prompts[{i}] must be a Prompt, got {type(p).__name__}")
+            if p.mask is not None:
+                raise InvalidPromptError(f"prompts[{i}]: SCA takes point and box prompts, not mask prompts")
+            p.check_inside(original_size, f"prompts[{i}]")
+        sigs = {(p.points_xy is None, p.box_xyxy is None, 0 if p.points_xy is None else len(p.points_xy)) for p in prompts}
+        if len(sigs) != 1:
+            raise InvalidPromptError("prompts of one batch must share their kind (box / points / both) and point count")
+        out = {}
+        p0 = prompts[0]
+        if p0.box_xyxy is not None:
+            boxes = np.stack([p.box_xyxy for p in prompts]).astype(np.float32)
+            out["boxes"] = torch.as_tensor(self.transform.apply_boxes(boxes, original_size), dtype=torch.float32,
+                                           device=self.device)
+        if p0.points_xy is not None:
+            pts = np.stack([p.points_xy for p in prompts]).astype(np.float32)
+            out["points"] = torch.as_tensor(self.transform.apply_coords(pts, original_size), dtype=torch.float32,
+                                            device=self.device)
+            out["point_labels"] = torch.as_tensor(np.stack([p.point_labels for p in prompts]), device=self.device)
+        return out
+
+    def prepare(self, image, prompts: Sequence[Prompt], *, image_embedding: torch.Tensor | None = None) -> dict:
+        """Inputs for ``prompts`` on ``image`` (the embedding may be passed pre-computed, e.g. cached)."""
+        size = to_rgb_uint8(image, "image").shape[:2]
+        if image_embedding is None:
+            image_embedding, size = self.embed_image(image)
+        batch = self.prompt_batch(prompts, size)
+        batch["image_embeddings"] = image_embedding
+        batch["image_index"] = torch.zeros(len(prompts), dtype=torch.long, device=self.device)
+        return batch
+
+    # ---------------------------------------------------------------- the frozen decoder
+    @torch.no_grad()
+    def decode(self, image_embeddings, image_index, *, boxes=None, points=None, point_labels=None) -> DecoderState:
+        """`MaskDecoder.predict_masks` step by step through SAM's own modules (see `DecoderState`)."""
+        if boxes is None and points is None:
+            raise InvalidPromptError("boxes or points is required")
+        n = (boxes if boxes is not None else points).shape[0]
+        if image_index.shape != (n,):
+            raise InvalidPromptError(f"image_index must be ({n},) (one per prompt), got {tuple(image_index.shape)}")
+        if points is not None and (point_labels is None or point_labels.shape != points.shape[:2]):
+            raise InvalidPromptError(f"point_labels must be {tuple(points.shape[:2])} for points {tuple(points.shape)}")
+        pe_mod, dec = self.sam.prompt_encoder, self.sam.mask_decoder
+        pts = (points, point_labels) if points is not None else None
+        sparse, dense = pe_mod(points=pts, boxes=boxes, masks=None)
+        out_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)[None].expand(n, -1, -1)
+        tokens = torch.cat([out_tokens, sparse], dim=1)
+        src = image_embeddings[image_index] + dense
+        pos = pe_mod.get_dense_pe().expand(n, -1, -1, -1)
+        b, c, h, w = src.shape
+        hs, upd = dec.transformer(src, pos, tokens)
+        upd = upd.transpose(1, 2).reshape(b, c, h, w)
+        upscaled = dec.output_upscaling(upd)
+        hyper = torch.stack([dec.output_hypernetworks_mlps[i](hs[:, 1 + i]) for i in range(dec.num_mask_tokens)], dim=1)
+        bu, cu, hu, wu = upscaled.shape
+        masks = (hyper @ upscaled.view(bu, cu, hu * wu)).view(bu, -1, hu, wu)
+        iou = dec.iou_prediction_head(hs[:, 0])
+        if self.config.multimask_output:
+            best = iou[:, 1:].argmax(dim=1) + 1
+        else:
+            best = torch.zeros(n, dtype=torch.long, device=iou.device)
+        rows = torch.arange(n, device=iou.device)
+        return DecoderState(tokens, src, pos, hs, upd, masks[rows, best], iou[rows, best])
+
+    # ---------------------------------------------------------------- the text side
+    def _roi_boxes(self, state: DecoderState, boxes) -> torch.Tensor:
+        """Boxes in SAM's input frame: the prompts' own, else the tight box of the predicted mask."""
+        if boxes is not None:
+            return boxes
+        side = self.sam.image_encoder.img_size
+        fg = state.low_res_masks > self.sam.mask_threshold
+        scale = side / fg.shape[-1]
+        out = torch.tensor([[0.0, 0.0, side, side]], device=fg.device).repeat(len(fg), 1)
+        for i, m in enumerate(fg):
+            ys, xs = torch.nonzero(m, as_tuple=True)
+            if len(xs):
+                out[i] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float() * scale
+        return out
+
+    def forward(self, image_embeddings, image_index, *, boxes=None, points=None, point_labels=None) -> SCAOutput:
+        """Masks and caption prefix for B prompts (see the class docstring for the inputs)."""
+        state = self.decode(image_embeddings, image_index, boxes=boxes, points=points, point_labels=point_labels)
+        mode = self.config.mixer_inputs
+        n = state.tokens_in.shape[0]
+        if mode == "roi-align":
+            from torchvision.ops import roi_align
+
+            feats_in = image_embeddings[image_index]
+            rois = torch.cat([torch.arange(n, device=self.device, dtype=feats_in.dtype)[:, None],
+                              self._roi_boxes(state, boxes).to(feats_in.dtype)], dim=1)
+            scale = state.image_in.shape[-1] / self.sam.image_encoder.img_size
+            feats = roi_align(feats_in, rois, self.config.roi_size, spatial_scale=scale,
+                              sampling_ratio=2, aligned=True)  # (B, C, r, r)
+            visual = self.roi_proj(feats.flatten(2).transpose(1, 2))
+        else:
+            if mode == "queries+raw-tokens":
+                image, tokens = state.image_in, state.tokens_in
+            else:
+                image, tokens = state.image_out, state.tokens_out
+            if self.queries is not None:
+                tokens = torch.cat([self.queries[None].expand(n, -1, -1).to(tokens.dtype), tokens], dim=1)
+            out, _ = self.mixer(image, state.pe, tokens)
+            if self.queries is not None:
+                visual = out[:, : self.queries.shape[0]]
+            else:
+                k = self.sam.mask_decoder.num_mask_tokens
+                visual = out[:, 1: 1 + k]  # the mixed mask query tokens M^
+            visual = self.proj(visual)
+        prefix = torch.cat([self.task_tokens[None].expand(n, -1, -1).to(visual.dtype), visual], dim=1)
+        return SCAOutput(prefix, state.low_res_masks, state.iou)
+
+    def _forward(self, batch: dict) -> SCAOutput:
+        keys = ("boxes", "points", "point_labels")
+        return self(batch["image_embeddings"], batch["image_index"], **{k: batch.get(k) for k in keys})
+
+    def prefix(self, batch: dict) -> torch.Tensor:
+        return self._forward(batch).prefix
+
+    def loss(self, batch: dict, captions: Sequence[str], *, label_smoothing: float | None = None) -> torch.Tensor:
+        return self.lm_head.loss(self.prefix(batch), captions, label_smoothing=label_smoothing)
 
     @torch.no_grad()
-    def decoder_tokens(self, image_embeddings: torch.Tensor, boxes: torch.Tensor | None = None,
-                       points: tuple[torch.Tensor, torch.Tensor] | None = None):
-        """Frozen SAM decoder: (updated image embedding ``(B, HW, C)``, positional ``(B, HW, C)``, tokens ``(B, T, C)``).
+    def generate(self, batch: dict, **kwargs) -> list[str]:
+        return self.lm_head.generate(self.prefix(batch), **kwargs)
 
-        image_embeddings ``(B, C, h, w)`` (one per prompt); boxes ``(B, 4)`` and points in SAM's input frame.
-        """
-        sparse, dense = self.sam.prompt_encoder(points=points, boxes=boxes, masks=None)
-        dec = self.sam.mask_decoder
-        out_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)[None].expand(sparse.shape[0], -1, -1)
-        tokens = torch.cat([out_tokens, sparse], dim=1)
-        src = image_embeddings + dense
-        pos = self.sam.prompt_encoder.get_dense_pe().expand(src.shape[0], -1, -1, -1)
-        hs, src = dec.transformer(src, pos, tokens)
-        return src, pos.flatten(2).transpose(1, 2), hs[:, : out_tokens.shape[1]]
+    @torch.no_grad()
+    def segment_and_caption(self, batch: dict, original_size: tuple[int, int], **kwargs):
+        """One pass: ``(masks (B, H, W) bool at the original size, predicted IoU (B,), captions)``."""
+        out = self._forward(batch)
+        input_size = self.transform.get_preprocess_shape(original_size[0], original_size[1], self.transform.target_length)
+        masks = self.sam.postprocess_masks(out.low_res_masks[:, None], input_size, tuple(original_size))[:, 0]
+        captions = self.lm_head.generate(out.prefix, **kwargs)
+        return (masks > self.sam.mask_threshold).cpu().numpy(), out.iou.float().cpu().numpy(), captions
 
-    def forward(self, image_embeddings: torch.Tensor, boxes: torch.Tensor | None = None, points=None) -> torch.Tensor:
-        src, pos, sam_tokens = self.decoder_tokens(image_embeddings, boxes, points)
-        b = src.shape[0]
-        parts = []
-        if self.queries is not None:
-            parts.append(self.queries[None].expand(b, -1, -1))
-        if self.mixer_inputs != "queries":
-            parts.append(sam_tokens)
-        tokens = torch.cat(parts, dim=1)
-        h = w = int(src.shape[1] ** 0.5)
-        image = src.transpose(1, 2).reshape(b, -1, h, w)
-        pe = pos.transpose(1, 2).reshape(b, -1, h, w)
-        out, _ = self.mixer(image, pe, tokens)
-        n_out = self.queries.shape[0] if self.queries is not None else sam_tokens.shape[1]
-        visual = self.proj(out[:, :n_out])
-        return torch.cat([self.task_tokens[None].expand(b, -1, -1).to(visual.dtype), visual], dim=1)
+    def caption_regions(self, image, prompts: Sequence[Prompt], **kwargs) -> list[str]:
+        """One-shot (uncached) captions of ``prompts`` on ``image``."""
+        return self.generate(self.prepare(image, prompts), **kwargs)
 
 
-def sca_trainable_parameters(*, lm_width: int = 1280, num_queries: int = 8, mixer_depth: int = 12, num_task_tokens: int = 6,
-                             dim: int = 256, heads: int = 8, mlp_dim: int = 2048) -> int:
-    """Trainable parameters of SCA's paper configuration (mixer, queries, task tokens, projection)."""
+def build_sca(config: SCAConfig, tokenizer, *, load_weights: bool = True) -> SCA:
+    """Wire an `SCA` (SAM from ``sam_checkpoint`` when given and ``load_weights``, else random init)."""
+    sam = build_sam(config.sam_preset, checkpoint=config.sam_checkpoint if load_weights else None)
+    if config.num_queries < 1 or config.mixer_depth < 1 or config.num_task_tokens < 0:
+        raise ConfigError("num_queries and mixer_depth must be >= 1 and num_task_tokens >= 0, got "
+                          f"{config.num_queries}, {config.mixer_depth}, {config.num_task_tokens}")
+    return SCA(config, sam, build_lm_head(config.lm, tokenizer, load_weights=load_weights))
+
+
+SCA.builder = staticmethod(build_sca)
+
+
+def sca_trainable_parameters(config: SCAConfig | None = None, *, lm_width: int = 1280) -> dict[str, int]:
+    """Trainable parameters of an SCA config counted on the meta device (no memory, no weights).
+
+    Default: the paper's config (SAM ViT-H's 256-d decoder space, 8 queries, 12 mixer layers,
+    6 task tokens) with an LM of width ``lm_width`` (GPT2-large: 1280) — seed 000 reports 19.4 M.
+    """
+    config = config or SCAConfig(sam_preset="vit_h")
     with torch.device("meta"):
-        mixer = TwoWayTransformer(depth=mixer_depth, embedding_dim=dim, num_heads=heads, mlp_dim=mlp_dim)
-    n = sum(p.numel() for p in mixer.parameters())
-    return n + num_queries * dim + num_task_tokens * lm_width + dim * lm_width + lm_width
+        sam = build_sam(config.sam_preset)
+        lm_head = _WidthOnly(lm_width)
+        model = SCA(config, sam, lm_head)
+    parts = {name: sum(p.numel() for p in getattr(model, name).parameters())
+             for name in ("mixer", "proj", "roi_proj") if getattr(model, name) is not None}
+    parts["queries"] = model.queries.numel() if model.queries is not None else 0
+    parts["task_tokens"] = model.task_tokens.numel()
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+class _WidthOnly(nn.Module):
+    """Stands in for the (frozen) LM when only the trainable SCA parts are counted."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.width = width

@@ -1,74 +1,159 @@
+"""DLC-Bench: replaying the released judge replies gives the published numbers exactly; prompts,
+parsing order, clamping and aggregation follow the released evaluator."""
+
+import re
+
 import pytest
 
-from regionlib.errors import DataFormatError
+from regionlib.errors import DataFormatError, JudgeError
 from regionlib.evaluation.dlc_bench import (
     evaluate_dlc_bench,
     format_question,
     parse_reply,
     recognition_question,
-    replay_cached_replies,
+    region_questions,
+    replay_released_cache,
+    score_region,
 )
+from regionlib.evaluation.judges import Judge
 
 from .conftest import load_reference
 
+PUBLISHED = {  # REFERENCE §3: Pos, Neg, Avg at full precision (the released cache's avg_pos / avg_neg)
+    "dam_3b_v1_eval.json": (0.5101666666666668, 0.8299999999999998, 0.6700833333333334),
+    "dam_3b_joint_v1_eval.json": (0.5676666666666668, 0.848, 0.7078333333333333),
+}
 
-@pytest.mark.parametrize("name,pos,neg,avg", [
-    ("dam_3b_v1_eval.json", 0.5101666666666668, 0.8299999999999998, 0.6700833333333334),
-    ("dam_3b_joint_v1_eval.json", 0.568, 0.848, 0.708),
-])
-def test_replaying_released_replies_gives_published_numbers(name, pos, neg, avg):
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_replaying_released_replies_gives_published_numbers_exactly(name):
     cache = load_reference(name)
-    agg, results = replay_cached_replies(cache)
-    assert agg["pos"] == pytest.approx(pos, abs=5e-4) and agg["neg"] == pytest.approx(neg, abs=5e-4)
-    assert agg["avg"] == pytest.approx(avg, abs=5e-4)
-    assert (round(agg["pos"], 3), round(agg["neg"], 3), round(agg["avg"], 3)) == (round(pos, 3), round(neg, 3), round(avg, 3))
-    # and every parsed answer equals the released evaluator's parsed index
-    for r in results:
-        e = cache[r.region_id]
-        released = [q["pred_index"] for q in e["details_recognition"] + e["details_positives"] + e["details_negatives"]]
-        assert r.answers == released
+    scores, results = replay_released_cache(cache)
+    assert (scores.pos, scores.neg, scores.avg) == PUBLISHED[name]
+    assert (scores.pos, scores.neg, scores.mean_region_score) == (cache["avg_pos"], cache["avg_neg"], cache["avg"])
+    assert (round(scores.pos, 3), round(scores.neg, 3)) in {(0.510, 0.830), (0.568, 0.848)}
+    assert scores.regions == 100 and scores.unparsed_replies == 0 and scores.not_recognized == 8
+    for r in results:  # every parsed answer and clamped score equals the released evaluator's
+        questions = region_questions(cache[r.region_id])
+        assert r.answers == [q["pred_index"] for q in questions]
+        assert r.pos_scores + r.neg_scores == [q["eval_result"] for q in questions[1:]]
+        assert r.recognized == cache[r.region_id]["recognition_result"]
 
 
-def test_full_precision_numbers():
-    agg, _ = replay_cached_replies(load_reference("dam_3b_v1_eval.json"))
-    assert agg["pos"] == pytest.approx(0.5101666666, abs=1e-9)
-    assert agg["neg"] == pytest.approx(0.8299999999, abs=1e-9)
-    assert agg["avg"] == pytest.approx(0.6700833333, abs=1e-9)
+def test_prompts_are_byte_identical_to_the_released_ones():
+    cache = load_reference("dam_3b_v1_eval.json")
+    for rid, entry in cache.items():
+        if isinstance(entry, dict):
+            assert [format_question(entry["pred"], q) for q in region_questions(entry)] == entry["prompt"], rid
 
 
-def test_parser_order():
-    choices = ["The wing is not mentioned.", "The wing is mentioned and is red.", "Red"]
-    assert parse_reply("B", choices) == 1
-    assert parse_reply("b. the wing is mentioned and is red.", choices) == 1
-    assert parse_reply("I think: The wing is not mentioned. Really.", choices) == 0  # unique contained
-    assert parse_reply("C. something else entirely", choices) == 2  # starts with "<letter>."
-    # several contained: the one occurring last
-    assert parse_reply("red? no - the wing is not mentioned.", ["red", "the wing is not mentioned."]) == 1
-    assert parse_reply("wing", choices) == 1  # reply inside choices: the longest
-    assert parse_reply("(a)", choices) == 0
-    assert parse_reply("###", choices) is None
+def test_recognition_question_wording_matches_the_released_questions():
+    cache = load_reference("dam_3b_joint_v1_eval.json")
+    for entry in (e for e in cache.values() if isinstance(e, dict)):
+        text = entry["details_recognition"][0]["question"]
+        m = re.search(r"is an? (.+?) or an object", text) or re.search(r"are (.+?) or objects", text)
+        plural = text.startswith("Is it likely that the objects")
+        assert recognition_question(m.group(1), plural=plural)["question"] == text
+    assert "objects in the description are sneakers" in recognition_question("sneakers")["question"]
+    assert "is a bus or" in recognition_question("bus")["question"]
+    assert "is an apple or" in recognition_question("apple")["question"]
 
 
-def test_questions_and_scoring_with_a_judge():
-    q = recognition_question("apple")
-    assert "an apple or an object of a similar type" in q["question"]
-    assert "objects in the description are apples" in recognition_question("apples", plural=True)["question"]
-    question = {"details_recognition": [q],
-                "details_positives": [{"question": "Which?", "choices": [["not mentioned", 0], ["red", 1], ["blue", -1]]}],
-                "details_negatives": [{"question": "Which?", "choices": [["no stem", 1], ["stem", -1]]}]}
-    prompt = format_question("A red apple.", question["details_positives"][0])
-    assert prompt.endswith("Which?\nA. not mentioned\nB. red\nC. blue\n") and "A red apple." in prompt
-    answers = {"Yes": "A. Yes", "No": "B. No"}
+CHOICES = ["The wing is not mentioned.", "The color of the wing is mentioned and is red.", "Red"]
 
-    def judge(prompts, recognised="Yes"):
-        out = []
-        for p in prompts:
-            out.append(answers[recognised] if "similar type" in p else ("B" if "B. red" in p else "A"))
-        return out
 
-    agg, res = evaluate_dlc_bench({"1": "A red apple."}, {"1": question}, judge)
-    assert (agg["pos"], agg["neg"]) == (1.0, 1.0)
-    agg, res = evaluate_dlc_bench({"1": "A red apple."}, {"1": question}, lambda p: judge(p, "No"))
-    assert (agg["pos"], agg["neg"], agg["not_recognized"]) == (0.0, 0.0, 1)  # clamped to min(0, s)
+@pytest.mark.parametrize("reply,expected", [
+    ("B", 1),                                                   # bare letter
+    ("b. the color of the wing is mentioned and is red.", 1),   # "x. choice"
+    ("  The wing is not mentioned.  ", 0),                      # exact text
+    ("I think: the wing is not mentioned. ok", 0),                # the only contained choice
+    ("C. something else", 2),                                   # starts with "<letter>."
+    ("red, or rather the color of the wing is mentioned and is red.", 1),  # several: first occurrence starts last
+    ("wing", 1),                                                # reply inside choices: the longest
+    ("a\nbecause", 0),                                          # a letter followed by a newline
+    ("(a)", None),                                              # the released parser matches nothing here
+    ("###", None),
+    ("", None),                                                 # the released parser crashes; unparsed here
+    ("e. nothing", None),                                       # a letter beyond the choices
+])
+def test_parser_follows_the_released_order(reply, expected):
+    assert parse_reply(reply, CHOICES) == expected
+
+
+def test_tie_between_contained_choices_at_the_same_place_takes_the_longest():
+    assert parse_reply("x the cat sat", ["the cat", "the cat sat", "dog"]) == 1
+
+
+QUESTION = {
+    "details_recognition": [recognition_question("apple")],
+    "details_positives": [{"question": "Which?", "choices": [["The color is not mentioned.", 0],
+                                                            ["The color is mentioned and is red.", 1],
+                                                            ["The color is mentioned but is not red.", -1]],
+                           "type": "positive"}],
+    "details_negatives": [{"question": "Which?", "choices": [["The stem is not mentioned.", 1],
+                                                            ["The stem is mentioned.", -1]], "type": "negative"}],
+}
+
+
+class ScriptedJudge(Judge):
+    """A real `Judge` whose backend answers from a function of the prompt."""
+
+    backend = "scripted"
+
+    def __init__(self, answer, cache):
+        super().__init__(model="scripted", cache=cache)
+        self.answer = answer
+
+    def _complete(self, prompt):
+        return self.answer(prompt)
+
+
+def test_scoring_clamping_and_unparsed_replies(tmp_path):
+    def answer(recognised):
+        return lambda p: (recognised if "similar type" in p else "B" if "is red" in p else "The stem is mentioned.")
+
+    scores, [r] = evaluate_dlc_bench({"1": "A red apple with a stem."}, {"1": QUESTION},
+                                     ScriptedJudge(answer("A. Yes"), tmp_path / "a.sqlite"))
+    assert (scores.pos, scores.neg, scores.avg, r.recognized) == (1.0, -1.0, 0.0, True)
+    scores, [r] = evaluate_dlc_bench({"1": "A red apple with a stem."}, {"1": QUESTION},
+                                     ScriptedJudge(answer("B. No"), tmp_path / "b.sqlite"))
+    assert (scores.pos, scores.neg, scores.not_recognized) == (0.0, -1.0, 1)  # min(0, s) clamps the +1 only
+    scores, [r] = evaluate_dlc_bench({"1": "A red apple."}, {"1": QUESTION},
+                                     ScriptedJudge(lambda p: "I refuse", tmp_path / "c.sqlite"))
+    assert scores.unparsed_replies == 3 and not r.recognized and (scores.pos, scores.neg) == (0.0, 0.0)
+
+
+def test_qa_json_layout_with_class_names_and_interleaved_order(tmp_path):
+    qa = [QUESTION["details_negatives"][0], QUESTION["details_positives"][0]]  # negative first, as annotated
+    seen = []
+
+    def answer(prompt):
+        seen.append(prompt)
+        return "A"
+
+    scores, [r] = evaluate_dlc_bench({"7": "An apple."}, {"7": qa}, ScriptedJudge(answer, tmp_path / "q.sqlite"),
+                                     class_names={"7": "apple"})
+    assert "an apple or an object" in seen[0] and "The stem is not mentioned." in seen[1]
+    assert (r.pos_scores, r.neg_scores) == ([0], [1])
+    with pytest.raises(DataFormatError, match="recognition question"):
+        evaluate_dlc_bench({"7": "An apple."}, {"7": qa}, ScriptedJudge(answer, tmp_path / "r.sqlite"))
+
+
+def test_bad_inputs_raise_clear_errors(tmp_path):
+    judge = ScriptedJudge(lambda p: "A", tmp_path / "e.sqlite")
     with pytest.raises(DataFormatError, match="ids differ"):
-        evaluate_dlc_bench({"2": "x"}, {"1": question}, judge)
+        evaluate_dlc_bench({"2": "x"}, {"1": QUESTION}, judge)
+    with pytest.raises(DataFormatError, match="non-empty str"):
+        evaluate_dlc_bench({"1": "  "}, {"1": QUESTION}, judge)
+    with pytest.raises(DataFormatError, match="2 judge replies"):
+        score_region("1", region_questions(QUESTION), ["A", "B"])
+    bad = {**QUESTION, "details_positives": [{"question": "Which?", "choices": [["only one", 1]], "type": "positive"}]}
+    with pytest.raises(DataFormatError, match="2-5 choices"):
+        region_questions(bad)
+
+    class Short(ScriptedJudge):
+        def ask(self, prompts):
+            return ["A"]
+
+    with pytest.raises(JudgeError, match="1 replies for 3 prompts"):
+        evaluate_dlc_bench({"1": "x"}, {"1": QUESTION}, Short(lambda p: "A", tmp_path / "s.sqlite"))

@@ -1,0 +1,204 @@
+"""Visual Genome: region descriptions (+ densecap splits) and scene graphs -> `ImageRecord`s.
+
+Expected layout (the VG 1.2 release and densecap's split file)::
+
+    <root>/image_data.json            # [{"image_id" (or "id"), "width", "height", "url", ...}]
+    <root>/region_descriptions.json   # [{"id": image_id, "regions": [{"region_id", "image_id",
+                                      #    "phrase", "x", "y", "width", "height"}]}]
+    <root>/attributes.json            # scene graphs: [{"image_id", "attributes": [{"object_id",
+                                      #    "names", "x", "y", "w", "h", "attributes"?}]}]
+    <root>/relationships.json         # [{"image_id", "relationships": [{"relationship_id",
+                                      #    "predicate", "subject": {"object_id"}, "object": {...}}]}]
+    <root>/VG_100K/<image_id>.jpg and <root>/VG_100K_2/<image_id>.jpg
+    <densecap_splits.json>            # {"train": [image ids], "val": [...], "test": [...]}
+
+The big arrays (region descriptions, attributes, relationships) are streamed element by
+element (`base.iter_json_array`), so memory stays at one image's annotations. Regions are
+boxes only (``masks_rle`` None): RAS (REFERENCE §7) gets masks from SAM with the boxes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ...errors import DataFormatError
+from ...regions import Regions
+from .base import ErrorPolicy, ImageRecord, ReadReport, check_box_xywh, iter_json_array, read_json, require_file
+
+__all__ = ["read_visual_genome", "read_vg_scene_graphs", "load_image_data", "load_densecap_split"]
+
+
+def load_image_data(root: str | Path) -> dict:
+    """``image_id -> ((H, W), relative file path)`` from ``image_data.json``."""
+    path = Path(root) / "image_data.json"
+    entries = read_json(path, "image metadata file", expect=list)
+    out = {}
+    for k, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise DataFormatError(f"{path}: record {k}: expected an object")
+        image_id = e.get("image_id", e.get("id"))
+        try:
+            size = (int(e["height"]), int(e["width"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataFormatError(f"{path}: record image_id={image_id!r}: needs height and width") from exc
+        if image_id in out:
+            raise DataFormatError(f"{path}: record image_id={image_id!r}: duplicate image id")
+        url = str(e.get("url", ""))
+        parts = url.rstrip("/").split("/")
+        rel = "/".join(parts[-2:]) if len(parts) >= 2 and parts[-2].startswith("VG_100K") else f"VG_100K/{image_id}.jpg"
+        out[image_id] = (size, rel)
+    return out
+
+
+def load_densecap_split(path: str | Path, split: str) -> set:
+    """The image ids of ``split`` in densecap's ``densecap_splits.json``."""
+    data = read_json(path, "densecap split file", expect=dict)
+    if split not in data:
+        raise DataFormatError(f"{path}: no split {split!r} (has {sorted(data)})")
+    return set(data[split])
+
+
+def _image_file(root: Path, image_id, rel: str) -> Path:
+    file = root / rel
+    if not file.is_file():
+        for folder in ("VG_100K", "VG_100K_2"):
+            alt = root / folder / f"{image_id}.jpg"
+            if alt.is_file():
+                return alt
+    return file
+
+
+def _boxes(items, size, keys, path, image_id, id_key, policy, tolerance):
+    good, boxes = [], []
+    seen = set()
+    for k, r in enumerate(items):
+        rid = r.get(id_key, k) if isinstance(r, dict) else k
+        ref = f"image_id={image_id!r} {id_key}={rid!r}"
+        if not isinstance(r, dict):
+            policy.fail(path, ref, "expected an object")
+            continue
+        if rid in seen:
+            policy.fail(path, ref, f"duplicate {id_key} {rid!r}")
+            continue
+        seen.add(rid)
+        try:
+            box = [float(r[keys[0]]), float(r[keys[1]]), float(r[keys[2]]), float(r[keys[3]])]
+        except (KeyError, TypeError, ValueError):
+            policy.fail(path, ref, f"needs numeric {', '.join(keys)}")
+            continue
+        bad = check_box_xywh(box, size, tolerance=tolerance) or (None if box[2] > 0 and box[3] > 0 else "empty box")
+        if bad:
+            policy.fail(path, ref, bad)
+            continue
+        x, y, w, h = box
+        H, W = size
+        boxes.append([max(0.0, x), max(0.0, y), min(float(W), x + w), min(float(H), y + h)])
+        good.append(r)
+    return good, np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def read_visual_genome(root: str | Path, *, split: str | None = None, densecap_splits: str | Path | None = None,
+                       on_error: str = "raise", report: ReadReport | None = None, check_images: bool = True,
+                       box_tolerance: float = 1.0) -> Iterator[ImageRecord]:
+    """Region descriptions: one record per image; ``captions`` = phrases, ``ids`` = region ids.
+
+    ``split`` (with ``densecap_splits``) keeps only that densecap split's images.
+    """
+    root = Path(root)
+    policy = ErrorPolicy(on_error, report)
+    meta = load_image_data(root)
+    keep = None
+    if split is not None:
+        if densecap_splits is None:
+            raise DataFormatError("split needs densecap_splits (the path of densecap_splits.json)")
+        keep = load_densecap_split(densecap_splits, split)
+    path = require_file(root / "region_descriptions.json", "region descriptions file")
+    return _read_regions(root, path, meta, keep, policy, check_images, box_tolerance)
+
+
+def _read_regions(root, path, meta, keep, policy, check_images, tolerance) -> Iterator[ImageRecord]:
+    for k, entry in enumerate(iter_json_array(path, "region descriptions file")):
+        image_id = entry.get("id", entry.get("image_id")) if isinstance(entry, dict) else None
+        if keep is not None and image_id not in keep:
+            continue
+        ref = f"image_id={image_id!r}" if image_id is not None else f"element {k}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("regions"), list):
+            policy.fail(path, ref, "expected {'id', 'regions': [...]}")
+            continue
+        if image_id not in meta:
+            policy.fail(path, ref, f"image {image_id!r} is not in image_data.json")
+            continue
+        size, rel = meta[image_id]
+        file = _image_file(root, image_id, rel)
+        if check_images and not file.is_file():
+            policy.fail(path, ref, f"image file {file} does not exist")
+            continue
+        good, boxes = _boxes(entry["regions"], size, ("x", "y", "width", "height"), path, image_id, "region_id",
+                             policy, tolerance)
+        regions = Regions.from_boxes(boxes, image_size=size, captions=[str(r.get("phrase", "")).strip() for r in good],
+                                     ids=[r.get("region_id") for r in good])
+        yield policy.count(ImageRecord(image_id=image_id, image_path=file, image_size=size, regions=regions))
+
+
+def read_vg_scene_graphs(root: str | Path, *, on_error: str = "raise", report: ReadReport | None = None,
+                         check_images: bool = True, box_tolerance: float = 1.0) -> Iterator[ImageRecord]:
+    """Objects with names and attributes plus relationships, one record per image.
+
+    Regions: boxes, ``labels`` = first name, ``ids`` = object ids, ``data["names"]``,
+    ``data["attributes"]`` (list of str per object). ``extra["relationships"]``: list of
+    ``(subject_index, predicate, object_index)`` into the regions.
+    """
+    root = Path(root)
+    policy = ErrorPolicy(on_error, report)
+    meta = load_image_data(root)
+    attr_path = require_file(root / "attributes.json", "attributes file")
+    rel_path = require_file(root / "relationships.json", "relationships file")
+    return _read_graphs(root, attr_path, rel_path, meta, policy, check_images, box_tolerance)
+
+
+def _read_graphs(root, attr_path, rel_path, meta, policy, check_images, tolerance) -> Iterator[ImageRecord]:
+    rel_iter = iter_json_array(rel_path, "relationships file")
+    for k, entry in enumerate(iter_json_array(attr_path, "attributes file")):
+        rel_entry = next(rel_iter, None)
+        image_id = entry.get("image_id") if isinstance(entry, dict) else None
+        ref = f"image_id={image_id!r}"
+        if not isinstance(rel_entry, dict) or rel_entry.get("image_id") != image_id:
+            raise DataFormatError(f"{rel_path}: element {k} is not image {image_id!r} (the files must list the "
+                                  "same images in the same order)")
+        if not isinstance(entry, dict) or not isinstance(entry.get("attributes"), list):
+            policy.fail(attr_path, ref, "expected {'image_id', 'attributes': [...]}")
+            continue
+        if image_id not in meta:
+            policy.fail(attr_path, ref, f"image {image_id!r} is not in image_data.json")
+            continue
+        size, rel = meta[image_id]
+        file = _image_file(root, image_id, rel)
+        if check_images and not file.is_file():
+            policy.fail(attr_path, ref, f"image file {file} does not exist")
+            continue
+        good, boxes = _boxes(entry["attributes"], size, ("x", "y", "w", "h"), attr_path, image_id, "object_id",
+                             policy, tolerance)
+        names = [list(o.get("names") or ([o["name"]] if "name" in o else [])) for o in good]
+        index = {o["object_id"]: i for i, o in enumerate(good)}
+        relationships = []
+        for r in rel_entry.get("relationships", []):
+            try:
+                s_id, o_id, pred = r["subject"]["object_id"], r["object"]["object_id"], str(r["predicate"])
+            except (KeyError, TypeError):
+                policy.fail(rel_path, f"{ref} relationship_id={r.get('relationship_id')!r}",
+                            "needs subject.object_id, object.object_id and predicate")
+                continue
+            if s_id not in index or o_id not in index:
+                policy.fail(rel_path, f"{ref} relationship_id={r.get('relationship_id')!r}",
+                            f"subject {s_id!r} or object {o_id!r} is not an object of the image")
+                continue
+            relationships.append((index[s_id], pred.strip().lower(), index[o_id]))
+        regions = Regions.from_boxes(
+            boxes, image_size=size, labels=[(n[0] if n else "").strip().lower() for n in names],
+            ids=[o["object_id"] for o in good],
+            data={"names": names, "attributes": [[str(a).strip().lower() for a in o.get("attributes") or []] for o in good]})
+        yield policy.count(ImageRecord(image_id=image_id, image_path=file, image_size=size, regions=regions,
+                                       extra={"relationships": relationships}))

@@ -1,0 +1,95 @@
+"""DAM: zero-init equivalence, every Tab. 8 variant forward/backward, video, input checks, fitting 8 regions."""
+
+import numpy as np
+import pytest
+import torch
+
+from regionlib.errors import ConfigError, InvalidMaskError, RegionLibError
+from regionlib.models import VARIANTS, create_model
+
+from .conftest import cat_inputs, fit, per_image
+
+
+@pytest.mark.parametrize("preset", ["tiny-dam", "tiny-dam-siglip", "tiny-dam-clip"])
+@pytest.mark.parametrize("gated", [True, False])
+def test_zero_initialised_backbone_equals_the_base_encoder(preset, gated, world):
+    model = create_model(preset, gated=gated).eval()
+    s = world[0]
+    inputs = model.prepare(s.image, s.regions.masks[:3])
+    with torch.no_grad():
+        out = model.backbone(**inputs)
+        base = model.backbone.vision(inputs["crop_image"], output_hidden_states=True).hidden_states[-2]
+    assert torch.equal(out, base)
+    # and the equality is not vacuous: a non-zero mask embedding changes the output
+    with torch.no_grad():
+        model.backbone.mask_embed.weight.fill_(0.01)
+        assert not torch.equal(model.backbone(**inputs), base)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_forward_backward_every_variant(variant, world):
+    model = create_model("tiny-dam", variant=variant)
+    s = world[0]
+    inputs = model.prepare(s.image, s.regions.masks[:2])
+    prefix = model.prefix(inputs)
+    grid = (64 // 8) ** 2 + 1  # patches + CLS of the tiny ViT
+    assert prefix.shape == (2, grid * (2 if variant.endswith("concat") else 1), model.lm_head.width)
+    loss = model.loss(inputs, s.regions.captions[:2], label_smoothing=0.1)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.backbone.mask_embed.weight.grad.abs().sum() > 0
+    if variant.endswith("xattn"):
+        adapters = model.backbone.adapters
+        assert len(adapters) == 2  # blocks up to the second-to-last of 3
+        assert adapters[0].gamma.grad is not None and adapters[0].gamma.grad.abs() > 0
+    else:
+        assert model.backbone.adapters is None
+
+
+def test_crop_modes_follow_the_variant(world):
+    s = world[0]
+    mask = s.regions.masks[:1]
+    local = create_model("tiny-dam-local-xattn").prepare(s.image, mask)["crop_image"]
+    focal = create_model("tiny-dam").prepare(s.image, mask)["crop_image"]
+    assert not torch.equal(local, focal)
+
+
+def test_video_frames_are_concatenated(world):
+    model = create_model("tiny-dam")
+    frames = [world[0].image, world[0].image[:, ::-1].copy()]
+    masks = [world[0].regions.masks[0], world[0].regions.masks[0][:, ::-1].copy()]
+    inputs = model.prepare_video(frames, masks)
+    assert inputs["crop_image"].shape == (1, 2, 3, 64, 64)
+    prefix = model.prefix(inputs)
+    assert prefix.shape == (1, 2 * 65, model.lm_head.width)
+    single = model.prefix({k: v[:, 0] for k, v in inputs.items()})
+    assert torch.allclose(prefix[:, :65], single, atol=1e-6)
+    assert len(model.generate(inputs, max_new_tokens=3)) == 1
+
+
+def test_bad_inputs_raise_typed_errors(world):
+    model = create_model("tiny-dam")
+    s = world[0]
+    inputs = model.prepare(s.image, s.regions.masks[:2])
+    with pytest.raises(InvalidMaskError, match="crop_mask"):
+        model.backbone(**{**inputs, "crop_mask": inputs["crop_mask"][:, :, :32]})
+    with pytest.raises(InvalidMaskError):
+        model.prepare(s.image, np.zeros((1, 10, 10), dtype=bool))
+    with pytest.raises(RegionLibError, match="targets"):
+        model.loss(inputs, ["one caption"])
+    with pytest.raises(ConfigError, match="variant"):
+        create_model("tiny-dam", variant="crop-only")
+    with pytest.raises(ConfigError, match="feature_layer"):
+        create_model("tiny-dam", feature_layer=7)
+
+
+def test_fits_eight_regions_under_greedy_decoding(eight):
+    model = create_model("tiny-dam")
+    groups = per_image(eight)
+    inputs = cat_inputs([model.prepare(img, m) for img, m, _ in groups])
+    captions = [c for _, _, cs in groups for c in cs]
+    expected = [model.lm_head.decode(model.lm_head.token_ids(c)) for c in captions]
+    assert len(set(expected)) == 8
+    steps = fit(model, lambda: model.loss(inputs, captions),
+                lambda: model.generate(inputs, max_new_tokens=40) == expected, max_steps=300)
+    assert model.generate(inputs, max_new_tokens=40) == expected, f"not fitted after {steps} steps"

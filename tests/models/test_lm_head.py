@@ -1,0 +1,107 @@
+"""LMHead: loss only on targets, label smoothing, generation modes, streaming, LoRA, special tokens."""
+
+import pytest
+import torch
+
+from regionlib.errors import ConfigError, RegionLibError
+from regionlib.models import LMConfig, LMHead, build_lm_head, builtin_tokenizer, train_bpe_tokenizer
+
+
+@pytest.fixture(scope="module")
+def head():
+    torch.manual_seed(0)
+    return build_lm_head(LMConfig(template="{visual} Describe the masked region in detail."), builtin_tokenizer())
+
+
+def test_loss_counts_only_target_tokens(head):
+    prefix = torch.randn(2, 3, head.width)
+    out, labels = head.teacher_forced(head.contexts(prefix), None, ["a red circle", "blue"])
+    n_ctx = head.contexts(prefix).shape[1]
+    assert (labels[:, :n_ctx] == -100).all()
+    # targets + eos, the rest ignored
+    assert int((labels[0] != -100).sum()) == len(head.token_ids("a red circle")) + 1
+    assert int((labels[1] != -100).sum()) == 2
+    assert labels[1, n_ctx + 1] == head.tokenizer.eos_token_id
+    # reference: plain cross-entropy over the target positions only
+    logits = out.logits[:, :-1].reshape(-1, out.logits.shape[-1])
+    ref = torch.nn.functional.cross_entropy(logits, labels[:, 1:].reshape(-1), ignore_index=-100)
+    assert torch.allclose(head.token_loss(out.logits, labels, 0.0), ref)
+    smoothed = head.loss(prefix, ["a red circle", "blue"], label_smoothing=0.1)
+    assert not torch.allclose(smoothed, ref)
+
+
+def test_generation_modes_and_errors(head):
+    prefix = torch.randn(2, 4, head.width)
+    greedy = head.generate(prefix, max_new_tokens=6)
+    assert greedy == head.generate(prefix, max_new_tokens=6)
+    assert len(head.generate(prefix, max_new_tokens=6, num_beams=3)) == 2
+    a = head.generate(prefix, max_new_tokens=6, do_sample=True, temperature=1.5, seed=1)
+    assert a == head.generate(prefix, max_new_tokens=6, do_sample=True, temperature=1.5, seed=1)
+    for bad in (0, -3):
+        with pytest.raises(RegionLibError, match="max_new_tokens"):
+            head.generate(prefix, max_new_tokens=bad)
+        with pytest.raises(RegionLibError, match="max_new_tokens"):
+            list(head.stream(prefix[:1], max_new_tokens=bad))
+    with pytest.raises(RegionLibError, match="targets"):
+        head.loss(prefix, ["only one"])
+    with pytest.raises(RegionLibError, match="prefix"):
+        head.generate(torch.randn(2, 4, head.width + 1), max_new_tokens=2)
+    with pytest.raises(ConfigError, match="template"):
+        LMHead(head.lm, head.tokenizer, template="no slot")
+
+
+def test_stream_pieces_join_to_the_greedy_caption(head):
+    prefix = torch.randn(1, 4, head.width)
+    pieces = list(head.stream(prefix, max_new_tokens=8))
+    assert "".join(pieces).strip() == head.generate(prefix, max_new_tokens=8)[0]
+
+
+def test_left_padding_does_not_change_generation(head):
+    ctx = head.contexts(torch.randn(2, 4, head.width))
+    short = ctx[1, 3:]
+    embeds, mask = LMHead.pad_left([ctx[0], short])
+    assert mask[1, :3].sum() == 0
+    batched = head.generate_ids(embeds, mask, max_new_tokens=6)
+    assert batched[1] == head.generate_ids(short[None], max_new_tokens=6)[0]
+    assert batched[0] == head.generate_ids(ctx[:1], max_new_tokens=6)[0]
+
+
+def test_special_tokens_resize_and_survive_decoding():
+    head = build_lm_head(LMConfig(template="{visual}"), builtin_tokenizer())
+    n = head.lm.get_input_embeddings().num_embeddings
+    ids = head.add_special_tokens(["<SEG_t>", "<p>"])
+    assert head.lm.get_input_embeddings().num_embeddings == n + 2 == len(head.tokenizer)
+    assert head.token_ids("<p>red</p><SEG_t>")[0] == ids[1]  # never split
+    assert "<SEG_t>" in head.decode(head.token_ids("a red circle <SEG_t>"))
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_lora_trains_adapters_only_and_leaves_base_weights(arch):
+    torch.manual_seed(0)
+    targets = ["c_attn"] if arch == "gpt2" else ["q_proj", "v_proj"]
+    head = build_lm_head(LMConfig(arch=arch, lora_r=4, lora_targets=tuple(targets)), builtin_tokenizer())
+    base = {k: v.clone() for k, v in head.base_state_dict().items()}
+    trainable = [n for n, p in head.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    prefix = torch.randn(2, 3, head.width)
+    opt = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=1e-2)
+    before = float(head.loss(prefix, ["a red circle", "a blue square"]))
+    for _ in range(5):
+        loss = head.loss(prefix, ["a red circle", "a blue square"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(head.loss(prefix, ["a red circle", "a blue square"])) < before
+    after = head.base_state_dict()
+    assert after.keys() == base.keys()
+    assert all(torch.equal(after[k], v) for k, v in base.items())
+    with pytest.raises(ConfigError, match="target_modules"):
+        build_lm_head(LMConfig(arch=arch, lora_r=4, lora_targets=("no_such_module",)), builtin_tokenizer())
+
+
+def test_bpe_tokenizer_round_trip():
+    tok = train_bpe_tokenizer(["a red striped circle in the top left of the image."] * 5, vocab_size=300)
+    head = build_lm_head(LMConfig(template="{visual}"), tok)
+    text = "a red striped circle"
+    assert head.decode(head.token_ids(text)) == text
+    assert len(head.generate(torch.randn(1, 2, head.width), max_new_tokens=3)) == 1
