@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: env demo test test-fast bench lab lock clean-env
+.PHONY: env run demo test test-fast bench lab lock clean-env
 
 env: $(STAMP)
 
@@ -28,7 +28,11 @@ $(STAMP):  # keyed by the lock hash in the path, not by file times (a new clone 
 	$(PY) -m pip install --quiet -r $(LOCK)
 	touch $(STAMP)
 
-## The main job on the embedded default data.
+## The main job on the embedded default data: replication in miniature on local Ray (<= 15 min, 2 cores).
+run: env
+	$(PY) ray_jobs/replicate.py --out outputs/replication $(ARGS)
+
+## A one-minute tour: photograph -> SAM masks -> focal crops -> mask tokens -> figure.
 demo: env
 	$(PY) -m regionlib.demo --out outputs/demo
 

@@ -48,7 +48,7 @@ def parse_value(text: str):
 
 
 def load_config(path: str | None, overrides: list[str]) -> dict:
-    """Defaults <- YAML file <- ``key.sub=value`` overrides (values parsed as YAML)."""
+    """Defaults <- YAML file <- ``section.key[.sub...]=value`` overrides (values parsed as YAML)."""
     cfg = copy.deepcopy(DEFAULTS)
     if path:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
@@ -63,7 +63,13 @@ def load_config(path: str | None, overrides: list[str]) -> dict:
         section, name = key.split(".", 1)
         if section not in cfg:
             raise ConfigError(f"--set {item!r}: unknown section {section!r}")
-        cfg[section][name] = parse_value(value)
+        target = cfg[section]
+        *parents, leaf = name.split(".")  # task.overrides.vision__path=... sets a nested key
+        for key in parents:
+            target = target.setdefault(key, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"--set {item!r}: {key!r} is not a mapping")
+        target[leaf] = parse_value(value)
     return cfg
 
 

@@ -35,6 +35,11 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: 
     if address:
         ray.init(address=address, log_to_driver=not quiet)
     else:
+        # local workers inherit the environment: make this checkout's `regionlib` importable there
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if root not in paths:
+            os.environ["PYTHONPATH"] = os.pathsep.join([root, *[p for p in paths if p]])
         ray.init(
             address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
             num_cpus=num_cpus, log_to_driver=not quiet,

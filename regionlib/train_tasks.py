@@ -6,8 +6,9 @@ Registered:
 
 * ``regionworld-captioner`` — a DAM or SCA preset (``preset``: any `regionlib.models.PRESETS`
   name of kind ``dam`` / ``sca``, plus config ``overrides``) trained to caption the regions of
-  ``n_images`` RegionWorld training images (``world_seed``), validated with CIDEr-D on the
-  regions of ``n_val`` validation images. DAM regions are given by their masks (the variant's
+  ``n_images`` RegionWorld training images (``world_seed``) — plus, with ``self_labels``, the
+  regions of a ``ray_jobs/self_label.py`` output — validated with CIDEr-D on the regions of
+  ``n_val`` validation images. DAM regions are given by their masks (the variant's
   focal prompt); SCA regions by their tight boxes (SCA's box prompt). Each training sample is
   one region with its model inputs precomputed once (the frozen SAM encoder runs once per image).
 """
@@ -22,23 +23,40 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["TASKS", "create_task", "load_trained_model", "RegionWorldCaptionTask", "region_inputs", "collate_inputs"]
+__all__ = ["TASKS", "create_task", "load_trained_model", "RegionWorldCaptionTask", "SCA_PROMPTS", "sca_prompts",
+           "region_inputs", "collate_inputs", "caption_regions", "self_labeled_regions"]
 
 
-def region_inputs(model, image, regions) -> list[dict]:
+SCA_PROMPTS = ("box", "cpb", "rpb", "rpm")
+
+
+def sca_prompts(regions, kind: str = "box", *, seed: int = 0) -> list:
+    """SCA's prompt of each region (seed 000 Tab. 7): its tight box, or one positive point — the box
+    centre (CPB), a random point in the box (RPB) or a random mask pixel (RPM), seeded."""
+    from .prompts import Prompt, cpb_points, rpb_points, rpm_points
+
+    boxes = regions.boxes_xyxy
+    if kind == "box":
+        return [Prompt(box_xyxy=b) for b in boxes]
+    points = {"cpb": lambda: cpb_points(boxes), "rpb": lambda: rpb_points(boxes, seed=seed),
+              "rpm": lambda: rpm_points(regions.masks, seed=seed)}
+    if kind not in points:
+        raise ConfigError(f"prompt must be one of {SCA_PROMPTS}, got {kind!r}")
+    return [Prompt(points_xy=[p], point_labels=[1]) for p in points[kind]()]
+
+
+def region_inputs(model, image, regions, *, prompt: str = "box", seed: int = 0) -> list[dict]:
     """Per-region model inputs (CPU tensors with a leading axis of 1) for the regions of one image.
 
     DAM: the focal-prompt tensors of each mask. SCA: the image's SAM embedding with each region's
-    tight-box prompt.
+    prompt (`sca_prompts`: ``box`` by default).
     """
-    from .prompts import Prompt
-
     if model.kind == "dam":
         batch = model.prepare(image, regions.masks)
     elif model.kind == "sca":
         with torch.no_grad():
             embedding = model.embed_image(image)[0]
-        batch = model.prepare(image, [Prompt(box_xyxy=b) for b in regions.boxes_xyxy], image_embedding=embedding)
+        batch = model.prepare(image, sca_prompts(regions, prompt, seed=seed), image_embedding=embedding)
         batch["image_embeddings"] = batch["image_embeddings"].expand(len(regions), -1, -1, -1)
         batch["image_index"] = torch.arange(len(regions))
     else:
@@ -59,6 +77,51 @@ def _words(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
+@torch.no_grad()
+def caption_regions(model, samples, *, prompt: str = "box", batch_size: int = 32, max_new_tokens: int = 40,
+                    seed: int = 0) -> dict[str, str]:
+    """Greedy captions of every region of RegionWorld-like ``samples`` -> ``{region id: caption}``."""
+    model.eval()
+    out = {}
+    for s in samples:
+        inputs = region_inputs(model, s.image, s.regions, prompt=prompt, seed=seed)
+        caps = []
+        for k in range(0, len(inputs), batch_size):
+            caps += model.generate(collate_inputs(inputs[k: k + batch_size], model.lm_head.device),
+                                   max_new_tokens=max_new_tokens)
+        out.update({str(i): c for i, c in zip(s.regions.ids, caps)})
+    return out
+
+
+def self_labeled_regions(directory) -> list[tuple]:
+    """``ray_jobs/self_label.py`` output over RegionWorld -> ``[(image, Regions), ...]`` per labeled image.
+
+    Images are regenerated from the seeds recorded with each region; masks come from the RLE.
+    """
+    from .data.regionworld import SPLITS, generate_sample
+    from .errors import DataFormatError
+    from .masks import decode_rle
+    from .regions import Regions
+    from .shards import read_jsonl_shards
+
+    by_image: dict[str, list[dict]] = {}
+    for rec in read_jsonl_shards(directory):
+        by_image.setdefault(rec["image_id"], []).append(rec)
+    out = []
+    for image_id in sorted(by_image):
+        recs = sorted(by_image[image_id], key=lambda r: r["index"])
+        origin = recs[0]["image"]
+        if "regionworld" not in origin:
+            raise DataFormatError(f"{directory}: record {recs[0]['id']} has no RegionWorld origin; "
+                                  "only RegionWorld self-labels are regenerated here")
+        seed, split, index = origin["regionworld"]
+        image = generate_sample((seed, SPLITS[split], index), split=split).image
+        masks = decode_rle([r["mask"] for r in recs])
+        out.append((image, Regions.from_masks(masks, captions=[r["caption"] for r in recs],
+                                              labels=[r["class_name"] for r in recs], ids=[r["id"] for r in recs])))
+    return out
+
+
 @dataclass
 class RegionWorldCaptionTask:
     preset: str = "tiny-dam"
@@ -67,6 +130,7 @@ class RegionWorldCaptionTask:
     world_seed: int = 0
     label_smoothing: float | None = None
     max_new_tokens: int = 40
+    self_labels: str | None = None  # a ray_jobs/self_label.py output directory to train on as well
     overrides: dict = field(default_factory=dict)
     seed: int = 0
 
@@ -89,7 +153,12 @@ class RegionWorldCaptionTask:
         return out
 
     def train_samples(self) -> list[dict]:
-        return self._samples("train", self.n_images)
+        out = self._samples("train", self.n_images)
+        if self.self_labels:
+            for image, regions in self_labeled_regions(self.self_labels):
+                for inputs, caption in zip(region_inputs(self._model, image, regions), regions.captions):
+                    out.append({"inputs": inputs, "caption": caption})
+        return out
 
     def collate(self, samples, device="cpu") -> dict:
         return {"inputs": collate_inputs([s["inputs"] for s in samples], device),

@@ -10,7 +10,8 @@ OpenAI-compatible endpoint (127.0.0.1), with fault injection for tests.
 from .base import Judge
 from .cache import AnswerCache, default_cache_path
 from .local import TransformersJudge
-from .openai_compatible import OpenAICompatibleJudge
+from .openai_compatible import OpenAICompatibleJudge, OpenAICompatibleVLM, multimodal_prompt
 from .rule import RuleJudge
 
-__all__ = ["Judge", "AnswerCache", "default_cache_path", "OpenAICompatibleJudge", "TransformersJudge", "RuleJudge"]
+__all__ = ["Judge", "AnswerCache", "default_cache_path", "OpenAICompatibleJudge", "OpenAICompatibleVLM",
+           "multimodal_prompt", "TransformersJudge", "RuleJudge"]

@@ -26,7 +26,7 @@ import urllib.request
 from ...errors import JudgeError
 from .base import Judge
 
-__all__ = ["OpenAICompatibleJudge"]
+__all__ = ["OpenAICompatibleJudge", "OpenAICompatibleVLM", "multimodal_prompt"]
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,11 @@ class OpenAICompatibleJudge(Judge):
             raise TypeError(f"message content is {type(content).__name__}")
         return content
 
+    def _content(self, prompt: str):
+        return prompt
+
     def _complete(self, prompt: str) -> str:
-        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}],
+        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": self._content(prompt)}],
                            "temperature": self.temperature, "max_tokens": self.max_tokens}).encode("utf-8")
         last = ""
         for attempt in range(self.max_retries + 1):
@@ -108,3 +111,48 @@ class OpenAICompatibleJudge(Judge):
             log.warning("judge request to %s failed (attempt %d of %d): %s", self.url, attempt + 1,
                         self.max_retries + 1, last)
         raise JudgeError(f"judge endpoint {self.url} failed after {self.max_retries + 1} attempts: {last}")
+
+
+def multimodal_prompt(parts) -> str:
+    """Text and PNG images in order -> one prompt string for `OpenAICompatibleVLM.ask`.
+
+    ``parts``: ``str`` (text) or ``bytes`` (a PNG file's bytes). The string is canonical JSON, so the
+    answer cache keys on the text and the exact image bytes.
+    """
+    import base64
+
+    items = []
+    for i, part in enumerate(parts):
+        if isinstance(part, str):
+            items.append({"type": "text", "text": part})
+        elif isinstance(part, (bytes, bytearray)) and bytes(part[:8]) == b"\x89PNG\r\n\x1a\n":
+            items.append({"type": "image_url",
+                          "image_url": {"url": "data:image/png;base64," + base64.b64encode(bytes(part)).decode("ascii")}})
+        else:
+            raise JudgeError(f"parts[{i}] must be str or PNG bytes, got {type(part).__name__}")
+    if not items:
+        raise JudgeError("parts must hold at least one text or image")
+    return json.dumps(items, sort_keys=True, separators=(",", ":"))
+
+
+class OpenAICompatibleVLM(OpenAICompatibleJudge):
+    """A vision-language model behind an OpenAI-compatible endpoint (e.g. vLLM serving VILA / Qwen-VL).
+
+    Prompts are `multimodal_prompt` strings; each becomes one user message whose content is the
+    list of text and ``image_url`` (base64 PNG data URL) parts. Same retries, concurrency and answer
+    cache as the judge. Environment: ``REGIONLIB_VLM_BASE_URL`` / ``REGIONLIB_VLM_MODEL`` (else the
+    judge's variables).
+    """
+
+    backend = "openai-compatible-vlm"
+
+    def __init__(self, *, base_url: str | None = None, model: str | None = None, **kwargs):
+        super().__init__(base_url=base_url or os.environ.get("REGIONLIB_VLM_BASE_URL"),
+                         model=model or os.environ.get("REGIONLIB_VLM_MODEL"), **kwargs)
+
+    def _content(self, prompt: str):
+        try:
+            parts = json.loads(prompt)
+        except ValueError:
+            raise JudgeError("OpenAICompatibleVLM prompts must come from multimodal_prompt(...)") from None
+        return parts

@@ -1,6 +1,7 @@
 """A tiny OpenAI-compatible chat-completions server over any `Judge`, bound to 127.0.0.1 only.
 
-Serves ``POST /v1/chat/completions`` (the last message's content is the prompt) and
+Serves ``POST /v1/chat/completions`` (the last message's content is the prompt; of a multimodal
+content list only the text parts reach the judge, the images are counted) and
 ``GET /v1/models``. Usable from a notebook or a test (`serve_judge`, a context manager) and
 from the shell::
 
@@ -56,6 +57,7 @@ class JudgeServer:
     def __init__(self, judge: Judge, *, port: int = 0, faults: Faults | None = None):
         self.judge, self.faults = judge, faults or Faults()
         self.requests = 0
+        self.images = 0  # image parts received (multimodal requests; the judge sees only their text)
         self._count_lock, self._judge_lock = threading.Lock(), threading.Lock()
         self.httpd = ThreadingHTTPServer((HOST, port), self._handler())
         self.httpd.daemon_threads = True
@@ -100,8 +102,11 @@ class JudgeServer:
                 try:
                     body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                     prompt = body["messages"][-1]["content"]
+                    if isinstance(prompt, list):  # multimodal parts: a text-only judge reads the text parts
+                        server.images += sum(p.get("type") == "image_url" for p in prompt)
+                        prompt = "\n".join(p["text"] for p in prompt if p.get("type") == "text")
                     if not isinstance(prompt, str):
-                        raise TypeError("content must be a string")
+                        raise TypeError("content must be a string or a list of parts")
                 except (ValueError, KeyError, IndexError, TypeError) as exc:
                     self._send(400, json.dumps({"error": f"expected a chat-completions body: {exc}"}).encode())
                     return

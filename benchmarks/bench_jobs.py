@@ -1,0 +1,121 @@
+"""Benchmarks of the Ray jobs (issue 5/6), measured side by side in one run.
+
+* Training with the frozen-feature cache vs. recomputing the frozen encoder: an SCA-style
+  captioner over the tiny SAM trains on batches of regions; the baseline runs SAM's image
+  encoder for every sample's image at every step, the cached path reads the embeddings written
+  by ``ray_jobs/cache_features.py``'s shard format (`FeatureCache`, from disk). Same model,
+  batches, optimizer; samples/s of each (goal >= 5x).
+* Self-labeling throughput (``ray_jobs/self_label.py``, RegionWorld proposals, tiny DAM
+  captioner): 2 actors vs. 1 on the same images, each actor one CPU (goal >= 1.6x on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def feature_cache_rows(steps: int, batch: int) -> list[dict]:
+    from regionlib.data.grammar import caption_words
+    from regionlib.data.regionworld import generate_regionworld
+    from regionlib.feature_cache import FeatureCache, write_feature_shard
+    from regionlib.models import create_model
+    from regionlib.models.tokenizer import builtin_tokenizer
+    from regionlib.shards import ShardedWriter, plan_shards
+    from regionlib.train_tasks import sca_prompts
+
+    samples = generate_regionworld(batch * 2, seed=0, split="train")
+    model = create_model("tiny-sca", tokenizer=builtin_tokenizer([" ".join(caption_words())]))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    # one region per image: the first
+    regions = [s.regions[0] for s in samples]
+    prompts = [sca_prompts(r)[0] for r in regions]
+    captions = [r.captions[0] for r in regions]
+    with tempfile.TemporaryDirectory() as tmp:
+        specs = plan_shards([s.image_id for s in samples], 8)
+        writer = ShardedWriter(tmp, kind="sam_image_embeddings", config={}, suffix=".safetensors")
+        by_id = {s.image_id: s for s in samples}
+        with torch.no_grad():
+            for spec in specs:
+                feats = {i: model.embed_image(by_id[i].image)[0][0] for i in spec.ids}
+                write_feature_shard(writer.shard_path(spec), spec, feats)
+                writer.record(spec, count=len(feats))
+        cache = FeatureCache(tmp)
+
+        def step(k: int, cached: bool) -> None:
+            idx = [(k * batch + j) % len(samples) for j in range(batch)]
+            embs = []
+            for i in idx:
+                if cached:
+                    embs.append(cache[samples[i].image_id][None])
+                else:
+                    with torch.no_grad():
+                        embs.append(model.embed_image(samples[i].image)[0])
+            b = model.prompt_batch([prompts[i] for i in idx], samples[0].image.shape[:2])
+            b["image_embeddings"] = torch.cat(embs)
+            b["image_index"] = torch.arange(batch)
+            loss = model.loss(b, [captions[i] for i in idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        times = {}
+        for cached in (False, True, False, True):  # interleaved, best of two
+            step(0, cached)  # warm-up
+            t = time.perf_counter()
+            for k in range(steps):
+                step(k, cached)
+            times.setdefault(cached, []).append(time.perf_counter() - t)
+    recompute, cached = min(times[False]), min(times[True])
+    n = steps * batch
+    return [{"bench": "jobs", "what": f"SCA training samples/s with the feature cache (tiny SAM, batch {batch})",
+             "baseline": "recomputing the frozen SAM encoder every step", "ratio": recompute / cached,
+             "cached_s": cached, "baseline_s": recompute, "cached_samples_per_s": n / cached,
+             "baseline_samples_per_s": n / recompute, "goal": ">= 5x"}]
+
+
+def self_label_rows(n_images: int) -> list[dict]:
+    from ray_jobs import self_label
+
+    from regionlib.distributed import init_ray
+
+    init_ray(num_cpus=2)
+    seconds = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        base = ["--regionworld", str(n_images), "--preset", "tiny-dam", "--max-new-tokens", "16", "--shard-size", "2",
+                "--cpus-per-actor", "1"]
+        self_label.main([*base, "--out", f"{tmp}/warm", "--actors", "2", "--regionworld", "2"])  # start workers once
+        for actors in (1, 2):
+            t = time.perf_counter()
+            stats = self_label.main([*base, "--out", f"{tmp}/a{actors}", "--actors", str(actors)])
+            seconds[actors] = time.perf_counter() - t
+            assert stats["computed"] == stats["shards"]
+    return [{"bench": "jobs", "what": f"self-labeling {n_images} RegionWorld images, 2 actors",
+             "baseline": "1 actor (1 CPU each)", "ratio": seconds[1] / seconds[2], "two_actors_s": seconds[2],
+             "baseline_s": seconds[1], "images_per_s": n_images / seconds[2], "goal": ">= 1.6x on 2 cores"}]
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    rows = feature_cache_rows(steps=3 if args.quick else 10, batch=8)
+    rows += self_label_rows(8 if args.quick else 24)
+    for r in rows:
+        print(f"{r['what']}: {r['ratio']:.2f}x vs {r['baseline']} (goal {r['goal']})")
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
