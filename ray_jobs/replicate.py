@@ -57,9 +57,9 @@ class Settings:
     n_test: int = 40
     n_small: int = 60
     n_unlabeled: int = 180
-    steps: int = 500
+    steps: int = 1000
     batch_size: int = 16
-    lr: float = 2e-3
+    lr: float = 1.5e-3
     max_new_tokens: int = 32
     parallel: int = 2
     world_seed: int = 0
@@ -135,6 +135,7 @@ def score_predictions(preds: dict[str, str], test, judge) -> dict:
     return {"Pos": d["pos"], "Neg": d["neg"], "Avg": d["avg"], "CIDEr": caps.corpus["CIDEr"],
             "BLEU-4": caps.corpus["BLEU-4"], "ROUGE-L": caps.corpus["ROUGE-L"],
             "AMBER F1": judged["amber"]["all"]["f1"], "CLAIR": judged["clair"]["mean"],
+            "distinct captions": len(set(texts)) / len(texts),  # ~0: the model says the same thing everywhere
             **{f"acc: {k}": v for k, v in acc.items()},
             "per_sample": {"ids": list(caps.ids), "CIDEr": caps.per_sample["CIDEr"].tolist(),
                            "dlc": [judged["dlc_per_region"][i] for i in ids]}}
@@ -154,7 +155,7 @@ def fmt(values) -> str:
 
 
 TABLE_METRICS = ("Pos", "Neg", "Avg", "CIDEr", "BLEU-4", "ROUGE-L", "acc: pattern (small objects)", "acc: position",
-                 "acc: relation", "acc: color", "acc: shape")
+                 "acc: relation", "acc: color", "acc: shape", "acc: size", "distinct captions")
 
 #: (claim, the paper's evidence, row a, row b, metric): "a > b on metric"
 CLAIMS = (
@@ -191,6 +192,18 @@ def check_claims(per_seed: dict[str, dict[int, dict]], seeds) -> list[dict]:
                      "a - b per seed": ", ".join(f"{d:+.3f}" for d in diffs),
                      "held in seeds": f"{held}/{len(seeds)}", "verdict": verdict})
     return rows
+
+
+def markdown_tables(tables: dict, notes: list[str]) -> str:
+    """The report's tables as markdown (for the README and closing notes)."""
+    lines = []
+    for name, rows in tables.items():
+        cols = list(rows[0])
+        lines += [f"### {name}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for r in rows:
+            lines.append("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+        lines.append("")
+    return "\n".join(lines + [f"- {n}" for n in notes]) + "\n"
 
 
 # ------------------------------------------------------------------------------------ the job
@@ -390,6 +403,7 @@ def build_report(out: Path, st: Settings, per_seed, results, label_stats, test, 
     report = write_report(out, "regionlib: replication in miniature on RegionWorld", tables=tables, figures=figures,
                           notes=notes, numbers=numbers)
     atomic_write_bytes(out / "results.json", json.dumps({**numbers, "tables": tables}, indent=1, default=float).encode())
+    (out / "tables.md").write_text(markdown_tables(tables, notes))
     with open(out / "per_sample.json", "w") as f:
         json.dump({k: {str(s): r["per_sample"] for s, r in by.items()} for k, by in per_seed.items()}, f)
     return report

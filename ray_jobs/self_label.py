@@ -136,9 +136,9 @@ class LabelWorker:
             self.vlm = OpenAICompatibleVLM(base_url=config["vlm_url"], model=config["vlm_model"], cache=config["cache"],
                                            concurrency=config["vlm_concurrency"], max_tokens=config["vlm_max_tokens"])
         if config["stage"] == "phrases":
-            import spacy
+            from regionlib.evaluation.content import load_spacy
 
-            self.nlp = spacy.load("en_core_web_sm")
+            self.nlp = load_spacy()
 
     def __call__(self, spec, shard_path) -> int:
         from regionlib.shards import atomic_write_bytes

@@ -60,7 +60,8 @@ def test_keyword_expansion_through_a_vlm_endpoint(local_ray, tmp_path):
         backend = "test-describer"
 
         def _complete(self, prompt):
-            return f"a detailed {re.search(r'describe the (\w+) in the provided SEGMENTED', prompt)[1]}"
+            category = re.search(r"describe the (\w+) in the provided SEGMENTED", prompt)[1]
+            return f"a detailed {category}"
 
     samples = generate_regionworld(3, split="train")
     n_regions = sum(len(s.regions) for s in samples)
