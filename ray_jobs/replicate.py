@@ -57,7 +57,7 @@ class Settings:
     n_test: int = 40
     n_small: int = 60
     n_unlabeled: int = 180
-    steps: int = 1000
+    steps: int = 800
     batch_size: int = 16
     lr: float = 1.5e-3
     max_new_tokens: int = 32

@@ -21,8 +21,9 @@ Three stages (``--stage``):
 * ``describe`` (default) — DLC-SDP stage 2, described below.
 * ``phrases`` — seed 001 §2: noun phrases parsed (spaCy) from each image's caption
   (RegionWorld: its regions' captions; ``--captions`` JSON ``{image id: caption}`` for
-  ``--images``); each phrase is scored against every proposal by the captioner (mean
-  log-probability of the phrase given the region) and grounded to the best one; after all
+  ``--images``); each phrase is scored against every proposal (``--similarity captioner``: the
+  trained captioner's mean log-probability of the phrase given the region; ``clip:PATH``: CLIP /
+  SigLIP cosine similarity, seed 001's choice) and grounded to the best one; after all
   shards, the lowest ``--drop-fraction`` of phrases over the whole dataset is dropped
   (`drop_lowest_fraction`) into ``filtered.jsonl``.
 
@@ -124,7 +125,7 @@ class LabelWorker:
         self.device = "cuda" if config["gpus_per_actor"] > 0 and torch.cuda.is_available() else "cpu"
         _, self.load = image_source(config)
         self.model = self.segmenter = self.vlm = self.nlp = None
-        if config["stage"] in ("describe", "phrases"):
+        if config["stage"] == "describe" or (config["stage"] == "phrases" and config["similarity"] == "captioner"):
             self.model = load_captioner(config).to(self.device)
         if config["proposals"] == "sam" and config["stage"] != "keywords":
             from regionlib.sam import SamSegmenter, build_sam
@@ -136,9 +137,13 @@ class LabelWorker:
             self.vlm = OpenAICompatibleVLM(base_url=config["vlm_url"], model=config["vlm_model"], cache=config["cache"],
                                            concurrency=config["vlm_concurrency"], max_tokens=config["vlm_max_tokens"])
         if config["stage"] == "phrases":
-            from regionlib.evaluation.content import load_spacy
+            from regionlib.selflabel import CaptionerSimilarity, CLIPSimilarity, spacy_pipeline
 
-            self.nlp = load_spacy()
+            self.nlp = spacy_pipeline(config["spacy"])
+            if config["similarity"] == "captioner":
+                self.similarity = CaptionerSimilarity(self.model, batch_size=config["batch_size"])
+            else:  # clip:PATH (a CLIP or SigLIP checkpoint)
+                self.similarity = CLIPSimilarity.from_pretrained(config["similarity"].split(":", 1)[1])
 
     def __call__(self, spec, shard_path) -> int:
         from regionlib.shards import atomic_write_bytes
@@ -224,9 +229,7 @@ class LabelWorker:
 
     def phrases(self, i) -> list[dict]:
         """Seed 001: noun phrases of the image's caption, each grounded to its best-scoring proposal."""
-        import torch
-
-        from regionlib.selflabel import noun_phrases
+        from regionlib.selflabel import ground_phrases, noun_phrases
 
         image_id, image, regions, origin = self.load(i)
         caption = self.config["captions"].get(image_id) if self.config.get("captions") else None
@@ -238,19 +241,9 @@ class LabelWorker:
         phrases = sorted(set(noun_phrases([caption], self.nlp)[0]))
         if len(regions) == 0 or not phrases:
             return []
-        batches = self._region_batches(image, regions)
-        score = torch.full((len(phrases), len(regions)), -float("inf"))
-        with torch.no_grad():
-            start = 0
-            for batch in batches:
-                prefix = self.model.prefix(batch)
-                n = prefix.shape[0]
-                for j, phrase in enumerate(phrases):
-                    score[j, start: start + n] = self.model.lm_head.mean_log_prob(prefix, [phrase] * n).cpu()
-                start += n
-        best = score.argmax(1)
+        best, score = ground_phrases(phrases, image, regions.masks, self.similarity)
         return [_record(f"{image_id}_p{j}", image_id, int(best[j]), regions, phrase, None,
-                        {"phrase_logprob": float(score[j, best[j]])}, origin, source_caption=caption)
+                        {"phrase_score": float(score[j])}, origin, source_caption=caption)
                 for j, phrase in enumerate(phrases)]
 
 
@@ -279,7 +272,7 @@ def filter_phrases(out: Path, fraction: float) -> dict:
     from regionlib.shards import atomic_write_bytes, read_jsonl_shards
 
     records = sorted(read_jsonl_shards(out), key=lambda r: r["id"])
-    keep = drop_lowest_fraction([r["scores"]["phrase_logprob"] for r in records], fraction) if records else []
+    keep = drop_lowest_fraction([r["scores"]["phrase_score"] for r in records], fraction) if records else []
     kept = [r for r, k in zip(records, keep) if k]
     atomic_write_bytes(out / "filtered.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())
     return {"phrases": len(records), "kept": len(kept)}
@@ -310,6 +303,9 @@ def parse_args(argv=None):
     p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=16, help="regions per captioner forward pass")
     p.add_argument("--drop-fraction", type=float, default=0.3, help="seed 001's R: share of phrases dropped")
+    p.add_argument("--similarity", default="captioner",
+                   help="phrases stage: 'captioner' (phrase log-probability) or 'clip:PATH' (CLIP / SigLIP checkpoint)")
+    p.add_argument("--spacy", default=None, help="spaCy pipeline for noun phrases (default en_core_web_sm)")
     p.add_argument("--vlm", choices=["openai", "regionworld-oracle"], default="openai", help="stage 1 backend")
     p.add_argument("--vlm-url", default=None)
     p.add_argument("--vlm-model", default=None)
@@ -335,7 +331,10 @@ def main(argv=None) -> dict:
         raise ConfigError("--proposals regionworld needs annotated images (--regionworld N or --coco); use sam")
     if args.coco and not args.images:
         raise ConfigError("--coco needs --images (the image directory the annotations refer to)")
-    if args.stage != "keywords" and not (args.checkpoint or args.captioner or args.preset):
+    needs_captioner = args.stage == "describe" or (args.stage == "phrases" and args.similarity == "captioner")
+    if args.similarity != "captioner" and not args.similarity.startswith("clip:"):
+        raise ConfigError(f"--similarity must be 'captioner' or 'clip:PATH', got {args.similarity!r}")
+    if needs_captioner and not (args.checkpoint or args.captioner or args.preset):
         raise ConfigError(f"--stage {args.stage} needs a captioner: --checkpoint, --captioner or --preset")
     if args.stage == "keywords" and not annotated:
         raise ConfigError("--stage keywords expands annotated regions: use --regionworld or --coco")
@@ -358,7 +357,7 @@ def main(argv=None) -> dict:
               "min_predicted_iou": args.min_predicted_iou, "max_per_image": args.max_per_image,
               "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "shard_size": args.shard_size,
               "vlm": args.vlm if args.stage == "keywords" else None, "vlm_model": args.vlm_model,
-              "vlm_max_tokens": args.vlm_max_tokens}
+              "vlm_max_tokens": args.vlm_max_tokens, "similarity": args.similarity, "spacy": args.spacy}
     writer = ShardedWriter(args.out, kind=f"self_labels:{args.stage}", config=config, suffix=".jsonl")
     ids, _ = image_source(config)
     specs = plan_shards(ids, args.shard_size)

@@ -68,7 +68,8 @@ class RegionPredictor:
             cache = self.model.image_features(rgb)
         self.image, self._cache = rgb, cache
 
-    def reset_image(self) -> None:
+    def reset(self) -> None:
+        """Forget the current image and its cached encoding (nothing else: model and settings stay)."""
         self.image, self._cache = None, None
 
     def _require_image(self) -> None:
@@ -127,6 +128,39 @@ class RegionPredictor:
                 batch = model.prepare(self.image, masks[sl], features=self._cache)
             out += model.generate(batch, **generate_kwargs)
         return out
+
+    @torch.no_grad()
+    def describe(self, regions: Regions, *, batch_size: int | None = None, **generate_kwargs) -> Regions:
+        """``regions`` with their captions and confidences: ``captions`` set, ``data["caption_logprob"]``
+        the mean log-probability per caption token (eos included) — self-labeling's caption confidence.
+
+        The log-probability is of the generated caption given the same visual prefix (one teacher-forced
+        pass), so it scores greedy, beam or sampled captions alike.
+        """
+        if not isinstance(regions, Regions):
+            raise RegionLibError(f"regions must be Regions, got {type(regions).__name__}")
+        captions = self.caption(regions, batch_size=batch_size, **generate_kwargs)
+        kind, model = self.model.kind, self.model
+        logp: list[float] = []
+        if kind == "sca":
+            prompts = [Prompt(box_xyxy=b) for b in regions.boxes_xyxy]
+            for sl in self._chunks(len(prompts), batch_size):
+                batch = model.prepare(self.image, prompts[sl], image_embedding=self._cache)
+                logp += model.lm_head.mean_log_prob(model.prefix(batch), captions[sl]).tolist()
+        else:
+            masks = self._masks(regions)
+            for sl in self._chunks(len(masks), batch_size):
+                batch = (model.prepare(self.image, masks[sl]) if kind == "dam"
+                         else model.prepare(self.image, masks[sl], features=self._cache))
+                logp += self._prefix_logprob(batch, captions[sl])
+        return regions.with_fields(captions=captions, data={"caption_logprob": np.asarray(logp)})
+
+    def _prefix_logprob(self, batch, captions) -> list[float]:
+        model = self.model
+        if hasattr(model, "prefix"):
+            return model.lm_head.mean_log_prob(model.prefix(batch), captions).tolist()
+        contexts = model.region_contexts(batch)  # the pooled captioner builds whole contexts
+        return model.lm_head.mean_log_prob_contexts(contexts, captions).tolist()
 
     def _sca_captions(self, prompts, batch_size, generate_kwargs) -> list[str]:
         out: list[str] = []

@@ -10,9 +10,12 @@ threshold — detector score, SAM's predicted IoU, caption log-probability per t
 image-text similarity — then keeps at most two regions per image, of different classes
 (`select_per_image`).
 
-Seed 001 §2: noun phrases are parsed from captions with spaCy; each phrase gets the maximum
-text-region similarity over the image's proposals; across the whole dataset the lowest
-fraction ``R`` of phrases is dropped (`drop_lowest_fraction`).
+Seed 001 §2: noun phrases are parsed from captions with spaCy (`spacy_pipeline`); each phrase
+gets the maximum text-region similarity over the image's proposals (`ground_phrases`, with a
+pluggable similarity: `CLIPSimilarity` for CLIP / SigLIP through transformers,
+`CaptionerSimilarity` for a trained region captioner's phrase log-probability, or any callable
+``(image, masks, phrases) -> (P, R)``); across the whole dataset the lowest fraction ``R`` of
+phrases is dropped (`drop_lowest_fraction`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ __all__ = [
     "passes_thresholds",
     "select_per_image",
     "noun_phrases",
+    "spacy_pipeline",
+    "CaptionerSimilarity",
+    "CLIPSimilarity",
+    "ground_phrases",
     "drop_lowest_fraction",
 ]
 
@@ -145,6 +152,109 @@ def noun_phrases(captions: Iterable[str], nlp) -> list[list[str]]:
                 phrases.append(" ".join(words))
         out.append(phrases)
     return out
+
+
+def spacy_pipeline(name: str | None = None):
+    """A spaCy pipeline: ``name`` (a package or path), default the English ``en_core_web_sm``.
+
+    Raises `RegionLibError` saying how to install one when it is missing.
+    """
+    if name is None:
+        from .evaluation.content import load_spacy
+
+        return load_spacy()
+    import spacy
+
+    try:
+        return spacy.load(name)
+    except OSError as exc:
+        raise RegionLibError(f"spaCy pipeline {name!r} is not installed: pip install it (e.g. "
+                             f"python -m spacy download {name}) or pass a path ({exc})") from None
+
+
+class CaptionerSimilarity:
+    """Text-region score from a trained region captioner (DAM / SCA): the mean log-probability per
+    token of the phrase given the region, ``(1/T) sum_t log p(phrase_t | phrase_<t, region)``."""
+
+    def __init__(self, model, *, batch_size: int = 16):
+        self.model, self.batch_size = model, batch_size
+
+    def __call__(self, image, masks, phrases: Sequence[str]) -> np.ndarray:
+        import torch
+
+        from .regions import Regions
+        from .train_tasks import collate_inputs, region_inputs
+
+        regions = Regions.from_masks(as_mask_batch(masks, "masks"))
+        inputs = region_inputs(self.model, image, regions)
+        out = np.empty((len(phrases), len(regions)))
+        with torch.no_grad():
+            for k in range(0, len(inputs), self.batch_size):
+                prefix = self.model.prefix(collate_inputs(inputs[k: k + self.batch_size], self.model.lm_head.device))
+                for j, phrase in enumerate(phrases):
+                    out[j, k: k + len(prefix)] = self.model.lm_head.mean_log_prob(prefix, [phrase] * len(prefix)).cpu()
+        return out
+
+
+class CLIPSimilarity:
+    """Cosine similarity of CLIP / SigLIP (transformers) text and image embeddings, seed 001's score.
+
+    Each region is shown as its focal crop with the outside dimmed (`stage1_images`' SEGMENTED
+    view), resized to the model's input size and normalised as its processor does.
+
+    Args:
+        model: a ``CLIPModel`` or ``SiglipModel`` (anything with ``get_text_features`` /
+            ``get_image_features``); tokenizer: its tokenizer.
+    """
+
+    def __init__(self, model, tokenizer, *, mean=None, std=None, max_length: int = 64):
+        self.model, self.tokenizer, self.max_length = model.eval(), tokenizer, max_length
+        family = "siglip" if "siglip" in type(model).__name__.lower() else "clip"
+        from .models.vision import NORMALISATION
+
+        default_mean, default_std = NORMALISATION[family]
+        self.mean, self.std = mean or default_mean, std or default_std
+        self.size = int(model.config.vision_config.image_size)
+
+    @classmethod
+    def from_pretrained(cls, path: str, **kwargs) -> "CLIPSimilarity":
+        from transformers import AutoModel, AutoTokenizer
+
+        return cls(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), **kwargs)
+
+    def _features(self, out):
+        return out if hasattr(out, "norm") else out.pooler_output  # transformers 5 may return model outputs
+
+    def __call__(self, image, masks, phrases: Sequence[str]) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        batch = as_mask_batch(masks, "masks")
+        crops = []
+        for m in batch:
+            seg = stage1_images(image, m)[1]
+            t = torch.as_tensor(seg).permute(2, 0, 1)[None].float() / 255
+            crops.append(F.interpolate(t, size=(self.size, self.size), mode="bicubic", align_corners=False)[0])
+        pixels = (torch.stack(crops).clamp(0, 1) - torch.tensor(self.mean)[:, None, None]) / torch.tensor(self.std)[:, None, None]
+        text = self.tokenizer(list(phrases), padding="max_length" if "siglip" in type(self.model).__name__.lower()
+                              else True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        dev = next(self.model.parameters()).device
+        with torch.no_grad():
+            img = self._features(self.model.get_image_features(pixel_values=pixels.to(dev)))
+            txt = self._features(self.model.get_text_features(**{k: v.to(dev) for k, v in text.items()}))
+        return (F.normalize(txt, dim=-1) @ F.normalize(img, dim=-1).T).cpu().numpy()
+
+
+def ground_phrases(phrases: Sequence[str], image, masks, similarity) -> tuple[np.ndarray, np.ndarray]:
+    """Each phrase's best region and score: ``(argmax_r S[p, r], max_r S[p, r])`` for ``S = similarity(image, masks, phrases)``."""
+    batch = as_mask_batch(masks, "masks")
+    if len(phrases) == 0 or len(batch) == 0:
+        raise RegionLibError(f"need at least one phrase and one mask, got {len(phrases)} and {len(batch)}")
+    scores = np.asarray(similarity(image, batch, list(phrases)), dtype=np.float64)
+    if scores.shape != (len(phrases), len(batch)):
+        raise RegionLibError(f"similarity must return ({len(phrases)}, {len(batch)}) scores, got {scores.shape}")
+    best = scores.argmax(axis=1)
+    return best, scores[np.arange(len(phrases)), best]
 
 
 def drop_lowest_fraction(scores: Sequence[float], fraction: float) -> np.ndarray:

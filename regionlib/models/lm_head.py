@@ -214,14 +214,30 @@ class LMHead(nn.Module):
 
     # ------------------------------------------------------------------ training
     def target_ids(self, targets: Sequence[str]) -> list[list[int]]:
-        eos = self.tokenizer.eos_token_id
+        """Token ids of each target + eos. A target with out-of-vocabulary words (the unk token of a
+        word-level tokenizer, which decoding drops) is warned about once per word, never silently learned."""
+        eos, unk = self.tokenizer.eos_token_id, self.tokenizer.unk_token_id
         out = []
         for t in targets:
             ids = self.token_ids(t)
+            if unk is not None and unk in ids:
+                self._warn_unknown(t)
             if self.max_target_tokens is not None:
                 ids = ids[: self.max_target_tokens]
             out.append(ids + [eos])
         return out
+
+    def _warn_unknown(self, text: str) -> None:
+        import warnings
+
+        seen = self.__dict__.setdefault("_unknown_words", set())
+        unk = self.tokenizer.unk_token_id
+        new = [w for w in text.split() if unk in self.token_ids(w) and w not in seen]
+        if new:
+            seen.update(new)
+            warnings.warn(f"target words outside the tokenizer's vocabulary become {self.tokenizer.unk_token!r} "
+                          f"(and vanish when decoded): {new[:10]}; train the tokenizer on them "
+                          "(builtin_tokenizer(extra_texts)) or use a subword tokenizer", stacklevel=3)
 
     def teacher_forced(self, contexts: torch.Tensor, context_mask: torch.Tensor | None, targets: Sequence[str], **kwargs):
         """LM output and labels for ``targets`` after left-padded ``contexts`` ``(B, L, D)``.
@@ -265,7 +281,13 @@ class LMHead(nn.Module):
         The caption-confidence of DLC-SDP stage 2 (seed 003 App. H.1) and seed 001's
         text-region score: ``(1/T) sum_t log p(y_t | y_<t, prefix)``.
         """
-        out, labels = self.teacher_forced(self.contexts(prefix), None, targets)
+        return self.mean_log_prob_contexts(self.contexts(prefix), targets)
+
+    @torch.no_grad()
+    def mean_log_prob_contexts(self, contexts: torch.Tensor, targets: Sequence[str],
+                               context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`mean_log_prob` after whole (left-padded) contexts ``(B, L, D)`` -> ``(B,)``."""
+        out, labels = self.teacher_forced(contexts, context_mask, targets)
         logp = out.logits[:, :-1].float().log_softmax(-1)
         tgt = labels[:, 1:]
         keep = tgt != -100

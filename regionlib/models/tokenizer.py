@@ -52,7 +52,10 @@ def train_word_tokenizer(texts: Iterable[str], *, min_frequency: int = 1):
         raise ConfigError("texts must hold at least one non-empty sentence to train a tokenizer")
     tok = Tokenizer(models.WordLevel(unk_token=SPECIAL_TOKENS["unk_token"]))
     tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    # words split at whitespace, every punctuation mark its own token: decode -> encode is the identity
+    # (a run like ".." would otherwise be one out-of-vocabulary token)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                 pre_tokenizers.Punctuation(behavior="isolated")])
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces, glues punctuation
     tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=list(SPECIAL_TOKENS.values()),
                                                             min_frequency=min_frequency))

