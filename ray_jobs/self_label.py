@@ -123,6 +123,7 @@ class LabelWorker:
 
         self.config = config
         self.device = "cuda" if config["gpus_per_actor"] > 0 and torch.cuda.is_available() else "cpu"
+        torch.set_num_threads(max(1, int(config["cpus_per_actor"])))  # actors sharing a node do not oversubscribe it
         _, self.load = image_source(config)
         self.model = self.segmenter = self.vlm = self.nlp = None
         if config["stage"] == "describe" or (config["stage"] == "phrases" and config["similarity"] == "captioner"):
@@ -362,7 +363,8 @@ def main(argv=None) -> dict:
     ids, _ = image_source(config)
     specs = plan_shards(ids, args.shard_size)
     cache = args.cache or str(args.out.resolve() / "answers.sqlite")
-    run_config = dict(config, gpus_per_actor=args.gpus_per_actor, fail_shard=args.fail_shard,
+    run_config = dict(config, gpus_per_actor=args.gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
+                      fail_shard=args.fail_shard,
                       fail_marker=args.fail_marker, vlm_url=args.vlm_url, vlm_concurrency=args.vlm_concurrency,
                       cache=cache)  # not part of the manifest's config: where to reach things, not what to compute
     init_ray(args.address)
