@@ -35,15 +35,20 @@ def load(path: Path):
     return module
 
 
+NOTE_KEYS = ("goal", "max_abs_diff", "parameters", "trainable_parameters", "image_gflops", "region_gflops", "unit")
+
+
 def markdown(rows: list[dict], info: dict) -> str:
     lines = [f"Machine: {info['cpus']} CPUs, {info['platform']}, torch {info['torch']}, GPU: {info['cuda'] or 'none'}", "",
-             "| benchmark | what | baseline | ratio | measured | baseline time |", "|---|---|---|---|---|---|"]
+             "| benchmark | what | baseline | ratio | measured | baseline time | notes |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         measured = next((v for k, v in r.items() if k.endswith("_s") and not k.startswith("baseline")), None)
         fmt = lambda v: "" if v is None else (f"{v:.4g} s" if isinstance(v, (int, float)) else str(v))  # noqa: E731
         ratio = r.get("ratio")
+        notes = ", ".join(f"{k}: {r[k]:.4g}" if isinstance(r[k], float) else f"{k}: {r[k]:,}" if isinstance(r[k], int)
+                          else f"{k}: {r[k]}" for k in NOTE_KEYS if r.get(k) is not None)
         lines.append(f"| {r['bench']} | {r['what']} | {r.get('baseline', '')} | "
-                     f"{'' if ratio is None else f'{ratio:.2f}x'} | {fmt(measured)} | {fmt(r.get('baseline_s'))} |")
+                     f"{'' if ratio is None else f'{ratio:.2f}x'} | {fmt(measured)} | {fmt(r.get('baseline_s'))} | {notes} |")
     return "\n".join(lines) + "\n"
 
 

@@ -17,8 +17,10 @@
    also with point prompts (CPB / RPB / RPM, seed 000 Tab. 7).
 4. Self-labeling (seed 003 Tab. 9): DAM trained on a small labeled split labels the unlabeled
    split with ``ray_jobs/self_label.py``; retrained on both; compared with the labeled-only model.
-5. Report (``report.html``, PNGs, ``results.json`` with every number): the tables, CIDEr
-   distributions, a failure gallery, and which of the papers' orderings held in how many seeds.
+5. Report (``report.html``, PNGs, ``results.json`` with every number, ``tables.md``): the tables,
+   CIDEr distributions, a failure gallery, and which of the papers' orderings held in how many seeds.
+
+``--out`` is rewritten by each run (its ``runs/``, ``self_labels/`` and ``data/`` are cleared first).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -260,6 +263,8 @@ def main(argv=None) -> dict:
     dam_over, sca_over = model_overrides(args)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    for stale in ("runs", "self_labels", "data"):  # a rerun retrains everything: never mix in an earlier run's outputs
+        shutil.rmtree(out / stale, ignore_errors=True)
     storage = str(out / "runs")
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
