@@ -178,6 +178,9 @@ CLAIMS = (
 )
 
 
+COLLAPSED = 0.05  # share of distinct captions below which a model is reported as collapsed
+
+
 def check_claims(per_seed: dict[str, dict[int, dict]], seeds) -> list[dict]:
     rows = []
     for claim, source, a, b, metric in CLAIMS:
@@ -185,8 +188,11 @@ def check_claims(per_seed: dict[str, dict[int, dict]], seeds) -> list[dict]:
             continue
         diffs = [per_seed[a][s][metric] - per_seed[b][s][metric] for s in seeds]
         held = sum(d > 0 for d in diffs)
+        collapsed = [k for k in (a, b) if all(per_seed[k][s]["distinct captions"] < COLLAPSED for s in seeds)]
         if not all(np.isfinite(diffs)):
             verdict = "not measurable"
+        elif len(collapsed) == 2:  # both sides say one thing for every region: the difference is no evidence
+            verdict = f"not measurable ({' and '.join(collapsed)} collapsed to one caption)"
         else:
             verdict = "reproduced" if held == len(seeds) else ("not reproduced" if held == 0 else "mixed")
         rows.append({"claim": claim, "paper": source, "metric": metric,

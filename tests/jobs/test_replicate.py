@@ -41,4 +41,5 @@ def test_quick_main_job(local_ray, tmp_path):
     finite = [v for v in _numbers(scores) if not math.isnan(v)]
     assert finite and all(math.isfinite(v) for v in finite)
     assert all(-1 <= scores[k]["0"]["Avg"] <= 1 for k in scores)
-    assert {c["verdict"] for c in results["claims"]} <= {"reproduced", "not reproduced", "mixed", "not measurable"}
+    assert all(c["verdict"] in ("reproduced", "not reproduced", "mixed") or c["verdict"].startswith("not measurable")
+               for c in results["claims"])
