@@ -110,10 +110,6 @@ def train_and_caption(cfg: dict, prompts: tuple[str, ...], n_test: int, world_se
 
 
 # ------------------------------------------------------------------------------------ scoring
-def _words(text: str) -> set[str]:
-    return set(text.lower().replace(",", " ").replace(".", " ").split())
-
-
 def score_predictions(preds: dict[str, str], test, judge) -> dict:
     """Caption metrics, judge scores and attribute accuracies of ``preds`` on the ``test`` samples."""
     from regionlib.data.regionworld import VOCABULARY, attribute_accuracy
@@ -129,8 +125,8 @@ def score_predictions(preds: dict[str, str], test, judge) -> dict:
     texts = [safe[i] for i in ids]
     acc = attribute_accuracy(texts, attrs)
     small = [k for k, a in enumerate(attrs) if a["size"] in ("tiny", "small")]
-    acc["pattern (small objects)"] = (float(np.mean([set(attrs[k]["pattern"].split()) <= _words(texts[k].split(",")[0])
-                                                     for k in small])) if small else float("nan"))
+    acc["pattern (small objects)"] = (attribute_accuracy([texts[k] for k in small], [attrs[k] for k in small],
+                                                         keys=("pattern",))["pattern"] if small else float("nan"))
     with_rel = [k for k, a in enumerate(attrs) if a.get("relation")]
     acc["relation"] = (float(np.mean([attrs[k]["relation"] in texts[k].lower() for k in with_rel]))
                        if with_rel else float("nan"))

@@ -176,6 +176,7 @@ class LabelWorker:
     def keywords(self, i) -> list[dict]:
         """DLC-SDP stage 1: a VLM expands each annotated region's class name into a detailed caption."""
         from regionlib.evaluation.judges import multimodal_prompt
+        from regionlib.images import encode_png
         from regionlib.selflabel import keyword_expansion_prompt, stage1_images
 
         image_id, image, regions, origin = self.load(i)
@@ -190,8 +191,8 @@ class LabelWorker:
             for k in range(len(regions)):
                 cropped, segmented = stage1_images(image, regions.masks[k])
                 head, tail = keyword_expansion_prompt(regions.labels[k]).rsplit("Here is the SEGMENTED image", 1)
-                prompts.append(multimodal_prompt([head + "Here is the CROPPED image:", _png(cropped),
-                                                  "Here is the SEGMENTED image" + tail, _png(segmented)]))
+                prompts.append(multimodal_prompt([head + "Here is the CROPPED image:", encode_png(cropped),
+                                                  "Here is the SEGMENTED image" + tail, encode_png(segmented)]))
             captions = [c.strip() for c in self.vlm.ask(prompts)]
         ids = regions.ids or [f"{image_id}_{k}" for k in range(len(regions))]
         return [_record(str(ids[k]), image_id, k, regions, captions[k], regions.labels[k], {}, origin,
@@ -209,10 +210,12 @@ class LabelWorker:
             return []
         captions, logps = [], []
         with torch.no_grad():
+            head = self.model.lm_head
             for batch in self._region_batches(image, regions):
-                caps = self.model.generate(batch, max_new_tokens=self.config["max_new_tokens"])
+                prefix = self.model.prefix(batch)  # one vision pass serves generation and scoring
+                caps = head.generate(prefix, max_new_tokens=self.config["max_new_tokens"])
                 captions += caps
-                logps += self.model.lm_head.mean_log_prob(self.model.prefix(batch), caps).tolist()
+                logps += head.mean_log_prob(prefix, caps).tolist()
         classes = regions.labels if regions.labels is not None else [None] * len(regions)
         proposals = []
         for k in range(len(regions)):
@@ -246,16 +249,6 @@ class LabelWorker:
         return [_record(f"{image_id}_p{j}", image_id, int(best[j]), regions, phrase, None,
                         {"phrase_score": float(score[j])}, origin, source_caption=caption)
                 for j, phrase in enumerate(phrases)]
-
-
-def _png(image) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def make_label_work(config: dict):

@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import InvalidImageError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "to_rgb_uint8", "load_image", "image_size_of"]
+__all__ = ["DEFAULT_MAX_PIXELS", "to_rgb_uint8", "load_image", "image_size_of", "encode_png"]
 
 #: Default pixel limit (H * W) for images; 64 megapixels.
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
@@ -109,3 +109,14 @@ def image_size_of(image) -> tuple[int, int]:
     if shape is None or len(shape) < 2:
         raise InvalidImageError(f"image must be an array with shape (H, W[, C]), got {type(image).__name__}")
     return int(shape[0]), int(shape[1])
+
+
+def encode_png(image, *, compress_level: int = 1) -> bytes:
+    """Lossless PNG bytes of an image (anything `to_rgb_uint8` accepts); level 1 favours speed."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(to_rgb_uint8(image)).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()

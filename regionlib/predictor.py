@@ -98,14 +98,8 @@ class RegionPredictor:
             raise RegionLibError(f"batch_size must be a positive int, got {bs!r}")
         return [slice(i, min(i + bs, n)) for i in range(0, n, bs)]
 
-    @torch.no_grad()
-    def caption(self, regions, *, batch_size: int | None = None, **generate_kwargs) -> list[str]:
-        """Captions of ``regions`` (`Regions` or ``(N, H, W)`` masks) of the current image.
-
-        ``generate_kwargs``: ``max_new_tokens``, ``num_beams``, ``do_sample``, ``temperature``, ``top_p``, ``seed``.
-        SCA captions each region from its box prompt.
-        """
-        self._require_image()
+    def _region_batches(self, regions, batch_size: int | None):
+        """Model inputs for chunks of ``regions`` of the current image (SCA: their box prompts)."""
         kind, model = self.model.kind, self.model
         if kind == "ras":
             raise ConfigError("a RAS model selects regions; use select(), not caption()")
@@ -118,56 +112,49 @@ class RegionPredictor:
                 from .masks import masks_to_boxes
 
                 boxes = masks_to_boxes(self._masks(regions))
-            return self._sca_captions([Prompt(box_xyxy=b) for b in boxes], batch_size, generate_kwargs)
+            prompts = [Prompt(box_xyxy=b) for b in boxes]
+            for sl in self._chunks(len(prompts), batch_size):
+                yield model.prepare(self.image, prompts[sl], image_embedding=self._cache)
+            return
         masks = self._masks(regions)
-        out: list[str] = []
         for sl in self._chunks(len(masks), batch_size):
             if kind == "dam":
-                batch = model.prepare(self.image, masks[sl])
+                yield model.prepare(self.image, masks[sl])
             else:
-                batch = model.prepare(self.image, masks[sl], features=self._cache)
-            out += model.generate(batch, **generate_kwargs)
-        return out
+                yield model.prepare(self.image, masks[sl], features=self._cache)
+
+    @torch.no_grad()
+    def caption(self, regions, *, batch_size: int | None = None, **generate_kwargs) -> list[str]:
+        """Captions of ``regions`` (`Regions` or ``(N, H, W)`` masks) of the current image.
+
+        ``generate_kwargs``: ``max_new_tokens``, ``num_beams``, ``do_sample``, ``temperature``, ``top_p``, ``seed``.
+        SCA captions each region from its box prompt.
+        """
+        self._require_image()
+        return [c for batch in self._region_batches(regions, batch_size)
+                for c in self.model.generate(batch, **generate_kwargs)]
 
     @torch.no_grad()
     def describe(self, regions: Regions, *, batch_size: int | None = None, **generate_kwargs) -> Regions:
         """``regions`` with their captions and confidences: ``captions`` set, ``data["caption_logprob"]``
         the mean log-probability per caption token (eos included) — self-labeling's caption confidence.
 
-        The log-probability is of the generated caption given the same visual prefix (one teacher-forced
-        pass), so it scores greedy, beam or sampled captions alike.
+        Each chunk's LM context is built once and serves both generation and the teacher-forced pass
+        that scores the generated caption (greedy, beam or sampled alike); captions equal `caption`'s.
         """
+        self._require_image()
         if not isinstance(regions, Regions):
             raise RegionLibError(f"regions must be Regions, got {type(regions).__name__}")
-        captions = self.caption(regions, batch_size=batch_size, **generate_kwargs)
-        kind, model = self.model.kind, self.model
+        model, head = self.model, self.model.lm_head
+        captions: list[str] = []
         logp: list[float] = []
-        if kind == "sca":
-            prompts = [Prompt(box_xyxy=b) for b in regions.boxes_xyxy]
-            for sl in self._chunks(len(prompts), batch_size):
-                batch = model.prepare(self.image, prompts[sl], image_embedding=self._cache)
-                logp += model.lm_head.mean_log_prob(model.prefix(batch), captions[sl]).tolist()
-        else:
-            masks = self._masks(regions)
-            for sl in self._chunks(len(masks), batch_size):
-                batch = (model.prepare(self.image, masks[sl]) if kind == "dam"
-                         else model.prepare(self.image, masks[sl], features=self._cache))
-                logp += self._prefix_logprob(batch, captions[sl])
+        for batch in self._region_batches(regions, batch_size):
+            # DAM / SCA: a visual prefix in the LM's template; the pooled captioner builds whole contexts
+            contexts = head.contexts(model.prefix(batch)) if hasattr(model, "prefix") else model.region_contexts(batch)
+            caps = [head.decode(ids) for ids in head.generate_ids(contexts, **generate_kwargs)]
+            captions += caps
+            logp += head.mean_log_prob_contexts(contexts, caps).tolist()
         return regions.with_fields(captions=captions, data={"caption_logprob": np.asarray(logp)})
-
-    def _prefix_logprob(self, batch, captions) -> list[float]:
-        model = self.model
-        if hasattr(model, "prefix"):
-            return model.lm_head.mean_log_prob(model.prefix(batch), captions).tolist()
-        contexts = model.region_contexts(batch)  # the pooled captioner builds whole contexts
-        return model.lm_head.mean_log_prob_contexts(contexts, captions).tolist()
-
-    def _sca_captions(self, prompts, batch_size, generate_kwargs) -> list[str]:
-        out: list[str] = []
-        for sl in self._chunks(len(prompts), batch_size):
-            batch = self.model.prepare(self.image, prompts[sl], image_embedding=self._cache)
-            out += self.model.generate(batch, **generate_kwargs)
-        return out
 
     @torch.no_grad()
     def segment_and_caption(self, prompts: Sequence[Prompt], *, batch_size: int | None = None,

@@ -133,6 +133,7 @@ class RegionWorldCaptionTask:
     self_labels: str | None = None  # a ray_jobs/self_label.py output directory to train on as well
     overrides: dict = field(default_factory=dict)
     seed: int = 0
+    _val: list | None = field(default=None, init=False, repr=False)  # validation inputs, built on first use
 
     def build_model(self):
         from .data.grammar import caption_words
@@ -171,7 +172,9 @@ class RegionWorldCaptionTask:
     def evaluate(self, model) -> dict:
         from .evaluation.fast_captions import cider_d
 
-        samples = self._samples("val", self.n_val)
+        if self._val is None:
+            self._val = self._samples("val", self.n_val)
+        samples = self._val
         was_training = model.training
         model.eval()
         preds = model.generate(self.collate(samples)["inputs"], max_new_tokens=self.max_new_tokens)

@@ -46,6 +46,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DataFormatError, RegionLibError
+from ..images import encode_png
 from ..regions import Regions
 from . import grammar
 from .grammar import COLORS, PATTERNS, SHAPES, SIZES, VOCABULARY
@@ -486,20 +487,9 @@ def attribute_accuracy(captions: Sequence[str], attributes: Sequence[Mapping],
 def _sample_row(s: RegionWorldSample) -> dict:
     from .readers.hf import regions_to_struct
 
-    return {"image_id": s.image_id, "split": s.split, "seed": list(s.seed), "image": {"bytes": _png(s.image), "path": None},
+    return {"image_id": s.image_id, "split": s.split, "seed": list(s.seed), "image": {"bytes": encode_png(s.image), "path": None},
             "config": json.dumps(asdict(s.config)), "image_height": s.image.shape[0], "image_width": s.image.shape[1],
             "regions": regions_to_struct(s.regions)}
-
-
-def _png(image: np.ndarray) -> bytes:
-    """Lossless PNG at zlib level 1 (fast; RegionWorld images are small)."""
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
 
 
 def _features():

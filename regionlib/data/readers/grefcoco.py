@@ -24,6 +24,7 @@ from ...errors import DataFormatError
 from ...regions import Regions
 from .base import ErrorPolicy, ImageRecord, ReadReport, read_json
 from .coco import coco_image_file
+from .refcoco import checked_refs
 
 __all__ = ["read_grefcoco"]
 
@@ -63,22 +64,7 @@ def read_grefcoco(root: str | Path, *, image_root: str | Path, split: str | None
     except (KeyError, TypeError) as exc:
         raise DataFormatError(f"{inst_path}: needs images, annotations and categories with ids ({exc!r})") from exc
     per_image = defaultdict(list)
-    seen = set()
-    for k, ref in enumerate(refs):
-        rid = ref.get("ref_id", k) if isinstance(ref, dict) else k
-        where = f"ref_id={rid!r}"
-        if not isinstance(ref, dict):
-            policy.fail(refs_path, where, "expected an object")
-            continue
-        if split is not None and ref.get("split") != split:
-            continue
-        if rid in seen:
-            policy.fail(refs_path, where, "duplicate ref_id")
-            continue
-        seen.add(rid)
-        if ref.get("image_id") not in images:
-            policy.fail(refs_path, where, f"image_id {ref.get('image_id')!r} is not in {inst_path}")
-            continue
+    for where, ref in checked_refs(refs, refs_path, images, inst_path, split, policy):
         targets = _target_ids(ref)
         if targets is None:
             policy.fail(refs_path, where, f"ann_id must be an int or a list of ints, got {ref.get('ann_id')!r}")

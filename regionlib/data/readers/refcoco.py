@@ -93,6 +93,28 @@ def _instances(path: Path, policy: ErrorPolicy):
     return images, anns, cats
 
 
+def checked_refs(refs, refs_path, images, inst_path, split, policy):
+    """Yield ``(where, ref)`` for the refs of ``split`` (None: all) that are dicts with a unique
+    ``ref_id`` and a known ``image_id``; the others go to ``policy`` (shared by RefCOCO and gRefCOCO)."""
+    seen = set()
+    for k, ref in enumerate(refs):
+        rid = ref.get("ref_id", k) if isinstance(ref, dict) else k
+        where = f"ref_id={rid!r}"
+        if not isinstance(ref, dict):
+            policy.fail(refs_path, where, "expected an object (dict)")
+            continue
+        if split is not None and ref.get("split") != split:
+            continue
+        if rid in seen:
+            policy.fail(refs_path, where, "duplicate ref_id")
+            continue
+        seen.add(rid)
+        if ref.get("image_id") not in images:
+            policy.fail(refs_path, where, f"image_id {ref.get('image_id')!r} is not in {inst_path}")
+            continue
+        yield where, ref
+
+
 def read_refcoco(root: str | Path, dataset: str = "refcoco", split_by: str = "unc", *, image_root: str | Path,
                  split: str | None = None, on_error: str = "raise", report: ReadReport | None = None,
                  check_images: bool = True) -> Iterator[ImageRecord]:
@@ -112,22 +134,7 @@ def read_refcoco(root: str | Path, dataset: str = "refcoco", split_by: str = "un
     inst_path = folder / "instances.json"
     images, anns, cats = _instances(inst_path, policy)
     per_image = defaultdict(list)
-    seen = set()
-    for k, ref in enumerate(refs):
-        rid = ref.get("ref_id", k) if isinstance(ref, dict) else k
-        where = f"ref_id={rid!r}"
-        if not isinstance(ref, dict):
-            policy.fail(refs_path, where, "expected a dict")
-            continue
-        if split is not None and ref.get("split") != split:
-            continue
-        if rid in seen:
-            policy.fail(refs_path, where, "duplicate ref_id")
-            continue
-        seen.add(rid)
-        if ref.get("image_id") not in images:
-            policy.fail(refs_path, where, f"image_id {ref.get('image_id')!r} is not in {inst_path}")
-            continue
+    for where, ref in checked_refs(refs, refs_path, images, inst_path, split, policy):
         ann = anns.get(ref.get("ann_id"))
         if ann is None or ann.get("image_id") != ref["image_id"]:
             policy.fail(refs_path, where, f"ann_id {ref.get('ann_id')!r} is not an annotation of image {ref['image_id']!r}")

@@ -119,6 +119,20 @@ def read_visual_genome(root: str | Path, *, split: str | None = None, densecap_s
     return _read_regions(root, path, meta, keep, policy, check_images, box_tolerance)
 
 
+def _known_image(root, meta, image_id, path, ref, policy, check_images):
+    """``(size, file)`` of an image listed in image_data.json (and on disk when checked), else None
+    after reporting the record to ``policy``."""
+    if image_id not in meta:
+        policy.fail(path, ref, f"image {image_id!r} is not in image_data.json")
+        return None
+    size, rel = meta[image_id]
+    file = _image_file(root, image_id, rel)
+    if check_images and not file.is_file():
+        policy.fail(path, ref, f"image file {file} does not exist")
+        return None
+    return size, file
+
+
 def _read_regions(root, path, meta, keep, policy, check_images, tolerance) -> Iterator[ImageRecord]:
     for k, entry in enumerate(iter_json_array(path, "region descriptions file")):
         image_id = entry.get("id", entry.get("image_id")) if isinstance(entry, dict) else None
@@ -128,14 +142,10 @@ def _read_regions(root, path, meta, keep, policy, check_images, tolerance) -> It
         if not isinstance(entry, dict) or not isinstance(entry.get("regions"), list):
             policy.fail(path, ref, "expected {'id', 'regions': [...]}")
             continue
-        if image_id not in meta:
-            policy.fail(path, ref, f"image {image_id!r} is not in image_data.json")
+        found = _known_image(root, meta, image_id, path, ref, policy, check_images)
+        if found is None:
             continue
-        size, rel = meta[image_id]
-        file = _image_file(root, image_id, rel)
-        if check_images and not file.is_file():
-            policy.fail(path, ref, f"image file {file} does not exist")
-            continue
+        size, file = found
         good, boxes = _boxes(entry["regions"], size, ("x", "y", "width", "height"), path, image_id, "region_id",
                              policy, tolerance)
         regions = Regions.from_boxes(boxes, image_size=size, captions=[str(r.get("phrase", "")).strip() for r in good],
@@ -171,14 +181,10 @@ def _read_graphs(root, attr_path, rel_path, meta, policy, check_images, toleranc
         if not isinstance(entry, dict) or not isinstance(entry.get("attributes"), list):
             policy.fail(attr_path, ref, "expected {'image_id', 'attributes': [...]}")
             continue
-        if image_id not in meta:
-            policy.fail(attr_path, ref, f"image {image_id!r} is not in image_data.json")
+        found = _known_image(root, meta, image_id, attr_path, ref, policy, check_images)
+        if found is None:
             continue
-        size, rel = meta[image_id]
-        file = _image_file(root, image_id, rel)
-        if check_images and not file.is_file():
-            policy.fail(attr_path, ref, f"image file {file} does not exist")
-            continue
+        size, file = found
         good, boxes = _boxes(entry["attributes"], size, ("x", "y", "w", "h"), attr_path, image_id, "object_id",
                              policy, tolerance)
         names = [list(o.get("names") or ([o["name"]] if "name" in o else [])) for o in good]

@@ -69,8 +69,8 @@ class JudgeServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # requests are counted, not logged
-                pass
+            def log_message(self, *args):
+                """Silenced: requests are counted (``server.requests``), never logged (prompts may be private)."""
 
             def _send(self, code: int, data: bytes, content_type: str = "application/json"):
                 self.send_response(code)
