@@ -67,20 +67,25 @@ def _inflect_engine():
 
 
 def is_plural(class_name: str) -> bool:
-    """The released evaluator's rule: `inflect`'s ``singular_noun`` is not False ("bus" is singular).
+    """The released evaluator's number decision: `inflect`'s ``singular_noun`` is not False, except "bus".
 
-    (`inflect` also calls e.g. "wine glass" plural, as the released evaluator does.)
+    The released caches were made with an `inflect` before 7.6, whose ``singular_noun`` strips the
+    final "s" of every noun ending in "ss" ("wine glass" -> "wine glas", so the caches ask about
+    "the objects ... are wine glass"); `inflect` 7.6 calls such nouns singular. A class name whose
+    last word ends in "ss" is therefore plural here too, whatever `inflect` is installed
+    (tested on every class of the released caches).
     """
     if class_name == "bus":
         return False
-    return _inflect_engine().singular_noun(class_name) is not False
+    return class_name.rstrip().lower().endswith("ss") or _inflect_engine().singular_noun(class_name) is not False
 
 
 def recognition_question(class_name: str, *, plural: bool | None = None) -> dict:
     """The recognition question for ``class_name`` in the released evaluator's wording.
 
     ``plural=None`` decides by the released evaluator's rule (`is_plural`); pass it to override.
-    The article is "an" before a vowel letter.
+    The singular form's article is `inflect`'s ``a()``, as in the released evaluator ("a utensil",
+    "an hour glass").
     """
     if not isinstance(class_name, str) or not class_name.strip():
         raise DataFormatError(f"class_name must be a non-empty str, got {class_name!r}")
@@ -88,9 +93,8 @@ def recognition_question(class_name: str, *, plural: bool | None = None) -> dict
         text = (f"Is it likely that the objects in the description are {class_name} or objects of a similar type? "
                 "Again, It does not have to be an exact match.")
     else:
-        article = "an" if class_name[:1].lower() in "aeiou" else "a"
-        text = (f"Is it likely that the object in the description is {article} {class_name} or an object of a "
-                "similar type? Again, It does not have to be an exact match.")
+        text = (f"Is it likely that the object in the description is {_inflect_engine().a(class_name)} or an "
+                "object of a similar type? Again, It does not have to be an exact match.")
     return {"question": text, "choices": [["Yes", "correct"], ["No", "incorrect"]], "type": "recognition"}
 
 
