@@ -129,10 +129,21 @@ def build_sam(preset: str | SamConfig = "vit_h", *, checkpoint: str | Path | Non
     )
     if checkpoint is not None:
         state = load_state_dict(checkpoint)
-        try:
-            sam.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{checkpoint}: shapes or keys disagree with the preset ({exc})") from exc
+        expected = sam.state_dict()
+        missing = sorted(k for k in expected if k not in state)
+        unexpected = sorted(k for k in state if k not in expected)
+        wrong = [f"{k}: checkpoint {tuple(state[k].shape)} vs preset {tuple(v.shape)}"
+                 for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+        kinds = [f"{k}: checkpoint {state[k].dtype} vs preset {v.dtype}" for k, v in expected.items()
+                 if k in state and state[k].is_floating_point() != v.is_floating_point()]
+        if missing or unexpected or wrong or kinds:
+            raise CheckpointError(f"{checkpoint}: the state dict disagrees with SAM preset {preset!r}: " + "; ".join(
+                ([f"missing weights {missing[:10]}"] if missing else []) + ([f"unexpected weights {unexpected[:10]}"]
+                                                                             if unexpected else [])
+                + ([f"shape mismatch {wrong[:10]}"] if wrong else []) + ([f"dtype mismatch {kinds[:10]}"] if kinds else [])))
+        sam.load_state_dict(state, strict=True)
+        sam._regionlib_base = str(checkpoint)  # frozen weights can be re-read from here
+        sam._regionlib_base_shapes = {k: tuple(v.shape) for k, v in expected.items()}
     return sam.eval()
 
 

@@ -7,6 +7,29 @@ The visual prefix ``(B, P, D)`` (already in the LM width ``D``) fills the slot; 
 are embedded with the LM's own input embeddings. Richer contexts (RAS, grounded captioning)
 are assembled from *parts* — strings and ``(n, D)`` tensors — with `LMHead.sequence`.
 
+Real LMs (``LMConfig.path``) load through ``AutoModelForCausalLM`` (float32, with
+``output_loading_info``: a missing / unexpected / mismatched weight is a `CheckpointError`) with
+their own ``AutoTokenizer``; a tokenizer whose vocabulary disagrees with the LM's (or the built-in
+word tokenizer) is a `CheckpointError`. Whole contexts follow the tokenizer's conventions:
+
+* BOS: when the tokenizer adds a BOS token to plain text (``tokenizer("x")["input_ids"][0] ==
+  bos_token_id``), every context starts with it — before the template's first text or visual slot.
+* Chat template: when the tokenizer has one, the template is rendered with it as one user turn,
+  ``apply_chat_template([{"role": "user", "content": template}], add_generation_prompt=True,
+  tokenize=False)``, the ``{visual}`` slot kept in place; the rendered text is split at the slot and
+  each side tokenized with ``add_special_tokens=False`` (so the template's own BOS text, e.g.
+  Llama-3's ``<|begin_of_text|>``, is not doubled). `LMHead.template_ids` shows the resulting ids.
+  ``LMConfig.chat_template=False`` turns this off.
+* EOS: the tokenizer's eos token ends every target; generation stops at it and at the generation
+  config's eos ids (e.g. an end-of-turn token).
+
+`LMHead.context(parts)` builds one whole context from parts (strings and ``(n, D)`` tensors) by the
+same rules; `LMHead.sequence(parts)` embeds a fragment (no BOS, no chat template).
+
+LoRA (peft): ``lora_r > 0`` with empty ``lora_targets`` uses peft's default target modules for the
+LM's ``model_type`` (``c_attn`` for GPT-2, ``q_proj`` / ``v_proj`` for Llama, ...); an architecture
+peft has no defaults for raises `ConfigError` asking for ``lora_targets``.
+
 Loss (SCA Tab. 1, DAM §3): cross-entropy over the target tokens only (context positions are
 ``-100``), with label smoothing; every target ends with the tokenizer's eos token. Contexts of
 different lengths are left-padded, with ``position_ids = cumsum(attention_mask) - 1`` so that
@@ -16,6 +39,7 @@ padding never shifts positions (the same rule transformers' ``generate`` applies
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
@@ -24,7 +48,7 @@ import torch.nn.functional as F
 
 from ..errors import CheckpointError, ConfigError, RegionLibError
 
-__all__ = ["LMConfig", "LMHead", "build_lm", "build_lm_head", "VISUAL_SLOT"]
+__all__ = ["LMConfig", "LMHead", "build_lm", "build_lm_head", "check_tokenizer", "default_lora_targets", "VISUAL_SLOT"]
 
 VISUAL_SLOT = "{visual}"
 
@@ -43,7 +67,9 @@ class LMConfig:
         freeze: keep the LM's weights frozen (SCA's default).
         label_smoothing: default label smoothing of `LMHead.loss` (SCA: 0.1).
         max_target_tokens: truncate targets to this many tokens (SCA: 20); None = no cap.
-        lora_r / lora_alpha / lora_dropout / lora_targets: peft LoRA on ``lora_targets`` when r > 0.
+        lora_r / lora_alpha / lora_dropout / lora_targets: peft LoRA on ``lora_targets`` when r > 0
+            (empty: peft's defaults for the LM's architecture).
+        chat_template: render the template with the tokenizer's chat template when it has one.
     """
 
     path: str | None = None
@@ -64,16 +90,83 @@ class LMConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ()
+    chat_template: bool = True
+
+
+def _check_lm_config(config: LMConfig) -> None:
+    def positive(name, allow_none=False):
+        v = getattr(config, name)
+        if v is None and allow_none:
+            return
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ConfigError(f"LMConfig.{name} must be a positive int{' or None' if allow_none else ''}, got {v!r}")
+
+    positive("max_target_tokens", allow_none=True)
+    if not isinstance(config.lora_r, int) or config.lora_r < 0:
+        raise ConfigError(f"LMConfig.lora_r must be an int >= 0, got {config.lora_r!r}")
+    if not 0.0 <= config.lora_dropout < 1.0:
+        raise ConfigError(f"LMConfig.lora_dropout must be in [0, 1), got {config.lora_dropout}")
+    if config.path:
+        return
+    for name in ("width", "depth", "heads", "max_positions"):
+        positive(name)
+    for name in ("kv_heads", "intermediate", "vocab_size"):
+        positive(name, allow_none=True)
+    if config.width % config.heads:
+        raise ConfigError(f"LMConfig.width {config.width} must be divisible by heads {config.heads}")
+    if config.kv_heads and config.heads % config.kv_heads:
+        raise ConfigError(f"LMConfig.heads {config.heads} must be divisible by kv_heads {config.kv_heads}")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ConfigError(f"LMConfig.dropout must be in [0, 1), got {config.dropout}")
+
+
+def _loading_problems(info: dict) -> list[str]:
+    problems = []
+    if info.get("missing_keys"):
+        problems.append(f"missing weights (would be random) {sorted(info['missing_keys'])}")
+    if info.get("unexpected_keys"):
+        problems.append(f"unexpected weights {sorted(info['unexpected_keys'])}")
+    if info.get("mismatched_keys"):
+        problems.append(f"mismatched shapes {sorted(map(str, info['mismatched_keys']))}")
+    if info.get("error_msgs"):
+        problems.append(f"errors {list(info['error_msgs'])}")
+    return problems
+
+
+def _lm_from_path(path: str, *, load_weights: bool) -> nn.Module:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        cfg = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"LMConfig.path {path!r}: no readable transformers config.json ({exc})") from exc
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if cfg.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise CheckpointError(f"LMConfig.path {path!r}: config.json names model_type {cfg.model_type!r} "
+                              f"(architectures {getattr(cfg, 'architectures', None)}), which has no causal-LM class "
+                              "in transformers (AutoModelForCausalLM); regionlib's LM head needs a causal LM")
+    if not load_weights:
+        return AutoModelForCausalLM.from_config(cfg)
+    try:
+        lm, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, dtype=torch.float32)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"LMConfig.path {path!r}: the causal LM's weights do not load ({exc})") from exc
+    problems = _loading_problems(info)
+    if problems:
+        raise CheckpointError(f"LMConfig.path {path!r} ({type(lm).__name__}): " + "; ".join(problems))
+    lm._regionlib_base = str(path)  # frozen weights can be re-read from here
+    lm._regionlib_base_shapes = {k: tuple(v.shape) for k, v in lm.state_dict().items()}
+    return lm
 
 
 def build_lm(config: LMConfig, tokenizer, *, load_weights: bool = True) -> nn.Module:
     """The transformers causal LM of ``config`` (``load_weights=False``: the path's architecture, random init)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
+    _check_lm_config(config)
     if config.path:
-        if load_weights:
-            return AutoModelForCausalLM.from_pretrained(config.path)
-        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(config.path))
+        return _lm_from_path(config.path, load_weights=load_weights)
     vocab = config.vocab_size or len(tokenizer)
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
            "pad_token_id": tokenizer.pad_token_id}
@@ -104,19 +197,26 @@ class LMHead(nn.Module):
     """
 
     def __init__(self, lm: nn.Module, tokenizer, *, template: str = VISUAL_SLOT, special_tokens: Sequence[str] = (),
-                 freeze: bool = False, label_smoothing: float = 0.0, max_target_tokens: int | None = None):
+                 freeze: bool = False, label_smoothing: float = 0.0, max_target_tokens: int | None = None,
+                 chat_template: bool = True):
         super().__init__()
         if template.count(VISUAL_SLOT) != 1:
             raise ConfigError(f"template must contain exactly one {VISUAL_SLOT!r} slot, got {template!r}")
         if tokenizer.eos_token_id is None:
-            raise ConfigError("tokenizer needs an eos token")
+            gen_eos = self._generation_eos(lm)
+            if not gen_eos:
+                raise ConfigError("tokenizer needs an eos token (neither the tokenizer nor the LM's generation config "
+                                  "names one)")
+            tokenizer.eos_token = tokenizer.convert_ids_to_tokens(gen_eos[0])
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.lm, self.tokenizer, self.template = lm, tokenizer, template
         self.label_smoothing, self.max_target_tokens = label_smoothing, max_target_tokens
+        self.use_chat_template = bool(chat_template)
         self.kept_tokens: list[str] = []
+        self._layouts: dict[str, list[list[int]]] = {}
         if special_tokens:
             self.add_special_tokens(special_tokens)
         elif len(tokenizer) > self.lm.get_input_embeddings().num_embeddings:
@@ -125,6 +225,68 @@ class LMHead(nn.Module):
         if freeze:
             for p in self.lm.parameters():
                 p.requires_grad_(False)
+
+    @staticmethod
+    def _generation_eos(lm) -> list[int]:
+        gen = getattr(lm, "generation_config", None)
+        eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+        if eos is None:
+            return []
+        return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+
+    @property
+    def eos_ids(self) -> list[int]:
+        """Ids that end generation: the tokenizer's eos, then the generation config's (e.g. end of turn)."""
+        ids = [int(self.tokenizer.eos_token_id)]
+        base = self.lm.get_base_model() if self.lora is not None else self.lm
+        ids += [e for e in self._generation_eos(base) if e not in ids and e < len(self.tokenizer)]
+        return ids
+
+    @property
+    def bos_id(self) -> int | None:
+        """The BOS id when the tokenizer adds one to plain text (then every context starts with it), else None."""
+        bos = self.tokenizer.bos_token_id
+        if bos is None:
+            return None
+        ids = self.tokenizer("x")["input_ids"]
+        return int(bos) if ids and ids[0] == bos else None
+
+    @property
+    def chat(self) -> bool:
+        """Whether contexts are rendered with the tokenizer's chat template."""
+        return self.use_chat_template and bool(getattr(self.tokenizer, "chat_template", None))
+
+    def render(self, text: str) -> str:
+        """``text`` (with ``{visual}`` slots) as the LM sees it: the chat template's user turn + generation
+        prompt when the tokenizer has a chat template, else unchanged (BOS is added by `layout`)."""
+        if not self.chat:
+            return text
+        rendered = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                      add_generation_prompt=True)
+        if rendered.count(VISUAL_SLOT) != text.count(VISUAL_SLOT):
+            raise ConfigError(f"the tokenizer's chat template does not keep the {VISUAL_SLOT!r} slots of {text!r} "
+                              f"(rendered {rendered!r}); set LMConfig.chat_template=False")
+        return rendered
+
+    def layout(self, text: str) -> list[list[int]]:
+        """Token ids of the text pieces around the ``{visual}`` slots of a whole context ``text``:
+        ``k`` slots give ``k + 1`` lists; BOS (if the tokenizer adds one) opens the first, and with a
+        chat template the pieces are those of the rendered turn."""
+        cached = self._layouts.get(text)
+        if cached is not None:
+            return cached
+        rendered = self.render(text)
+        pieces = [self.token_ids(t) for t in rendered.split(VISUAL_SLOT)]
+        bos = self.bos_id
+        if bos is not None and not (rendered.startswith(self.tokenizer.bos_token) or pieces[0][:1] == [bos]):
+            pieces[0] = [bos] + pieces[0]
+        self._layouts[text] = pieces
+        return pieces
+
+    def template_ids(self) -> tuple[list[int], list[int]]:
+        """Ids before and after the visual prefix in every `contexts` (BOS and chat template included)."""
+        before, after = self.layout(self.template)
+        return list(before), list(after)
 
     # ------------------------------------------------------------------ tokens and embeddings
     @property
@@ -141,6 +303,7 @@ class LMHead(nn.Module):
         ``keep_in_text``: decoded outputs keep these tokens (e.g. PGC's ``<SEG_t>``).
         """
         new = [t for t in tokens if t not in self.tokenizer.get_vocab()]
+        self._layouts.clear()
         if new:
             self.tokenizer.add_special_tokens({"additional_special_tokens": new}, replace_extra_special_tokens=False)
         if len(self.tokenizer) > self.lm.get_input_embeddings().num_embeddings:
@@ -174,18 +337,45 @@ class LMHead(nn.Module):
         return torch.cat([o.to(dtype) for o in out], dim=0)
 
     def contexts(self, prefix: torch.Tensor) -> torch.Tensor:
-        """``prefix`` ``(B, P, D)`` placed in the template -> ``(B, L, D)`` context embeddings."""
+        """``prefix`` ``(B, P, D)`` placed in the template -> ``(B, L, D)`` context embeddings
+        (BOS and chat template as `template_ids`)."""
         if not isinstance(prefix, torch.Tensor) or prefix.ndim != 3 or prefix.shape[-1] != self.width:
             raise RegionLibError(f"prefix must be a (B, P, {self.width}) tensor, got {getattr(prefix, 'shape', type(prefix))}")
-        before, after = self.template.split(VISUAL_SLOT)
+        before, after = self.template_ids()
         b = prefix.shape[0]
         parts = [prefix]
-        for text, side in ((before, 0), (after, 1)):
-            ids = self.token_ids(text)
-            if ids:
-                emb = self.embed_ids(ids).to(prefix.dtype)[None].expand(b, -1, -1)
-                parts.insert(0 if side == 0 else len(parts), emb)
+        if before:
+            parts.insert(0, self.embed_ids(before).to(prefix.dtype)[None].expand(b, -1, -1))
+        if after:
+            parts.append(self.embed_ids(after).to(prefix.dtype)[None].expand(b, -1, -1))
         return torch.cat(parts, dim=1)
+
+    def context(self, parts: Sequence) -> torch.Tensor:
+        """One whole context ``(L, D)`` from parts (``str`` and ``(n, D)`` tensors), with BOS and the chat
+        template as `layout` (the strings joined, each tensor a ``{visual}`` slot of the user turn)."""
+        text, tensors = "", []
+        for i, part in enumerate(parts):
+            if isinstance(part, str):
+                if VISUAL_SLOT in part:
+                    raise RegionLibError(f"parts[{i}] contains the slot marker {VISUAL_SLOT!r}")
+                text += part
+            elif isinstance(part, torch.Tensor) and part.ndim == 2 and part.shape[1] == self.width:
+                text += VISUAL_SLOT
+                tensors.append(part)
+            else:
+                raise RegionLibError(f"parts[{i}] must be a str or an (n, {self.width}) tensor, got "
+                                     f"{getattr(part, 'shape', type(part).__name__)}")
+        pieces = self.layout(text)
+        dtype = tensors[0].dtype if tensors else self.lm.get_input_embeddings().weight.dtype
+        out = []
+        for k, ids in enumerate(pieces):
+            if ids:
+                out.append(self.embed_ids(ids).to(dtype))
+            if k < len(tensors):
+                out.append(tensors[k].to(dtype))
+        if not out:
+            raise RegionLibError("parts must give a non-empty context")
+        return torch.cat(out, dim=0)
 
     @staticmethod
     def pad_left(sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -323,14 +513,15 @@ class LMHead(nn.Module):
         kwargs = {"temperature": temperature, "top_p": top_p, "top_k": top_k} if do_sample else {}
         was_training = self.lm.training
         self.lm.eval()
+        eos = self.eos_ids
         out = self.lm.generate(inputs_embeds=contexts, attention_mask=context_mask, max_new_tokens=max_new_tokens,
-                               num_beams=num_beams, do_sample=do_sample, eos_token_id=self.tokenizer.eos_token_id,
+                               num_beams=num_beams, do_sample=do_sample, eos_token_id=eos if len(eos) > 1 else eos[0],
                                pad_token_id=self.tokenizer.pad_token_id, **kwargs)
         self.lm.train(was_training)
-        eos = self.tokenizer.eos_token_id
         result = []
         for row in out.tolist():
-            result.append(row[: row.index(eos)] if eos in row else row)
+            ends = [row.index(e) for e in eos if e in row]
+            result.append(row[: min(ends)] if ends else row)
         return result
 
     def generate(self, prefix: torch.Tensor, **kwargs) -> list[str]:
@@ -350,6 +541,7 @@ class LMHead(nn.Module):
         gen = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
         was_training = self.lm.training
         self.lm.eval()
+        eos = set(self.eos_ids)
         try:
             out = self.lm(inputs_embeds=context, use_cache=True)
             ids: list[int] = []
@@ -361,7 +553,7 @@ class LMHead(nn.Module):
                     nxt = int(torch.multinomial(probs, 1, generator=gen))
                 else:
                     nxt = int(logits.argmax())
-                if nxt == self.tokenizer.eos_token_id:
+                if nxt in eos:
                     return
                 ids.append(nxt)
                 text = self.decode(ids)
@@ -379,20 +571,26 @@ class LMHead(nn.Module):
         return self.stream_embeds(self.contexts(prefix), **kwargs)
 
     # ------------------------------------------------------------------ LoRA
-    def add_lora(self, *, target_modules: Sequence[str], r: int = 8, alpha: int = 16, dropout: float = 0.0) -> None:
-        """Wrap the LM with peft LoRA adapters on ``target_modules``; only the adapters train, base weights stay."""
+    def add_lora(self, *, target_modules: Sequence[str] | None = None, r: int = 8, alpha: int = 16,
+                 dropout: float = 0.0) -> None:
+        """Wrap the LM with peft LoRA adapters on ``target_modules`` (None / empty: peft's defaults for the
+        LM's architecture, `default_lora_targets`); only the adapters train, base weights stay."""
         from peft import LoraConfig, get_peft_model
 
         if self.lora is not None:
             raise ConfigError("LoRA adapters are already attached")
-        if r <= 0 or not target_modules:
-            raise ConfigError(f"LoRA needs r > 0 and target_modules, got r={r}, target_modules={target_modules!r}")
+        if not isinstance(r, int) or r <= 0:
+            raise ConfigError(f"LoRA needs r > 0, got r={r!r}")
+        targets = list(target_modules or default_lora_targets(self.lm))
+        from transformers.pytorch_utils import Conv1D
+
+        conv1d = any(isinstance(m, Conv1D) for n, m in self.lm.named_modules() if n.split(".")[-1] in targets)
         try:
             self.lm = get_peft_model(self.lm, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
-                                                         target_modules=list(target_modules), bias="none"))
+                                                         target_modules=targets, bias="none", fan_in_fan_out=conv1d))
         except ValueError as exc:
-            raise ConfigError(f"target_modules {list(target_modules)} do not name modules of the LM ({exc})") from exc
-        self.lora = {"r": r, "alpha": alpha, "dropout": dropout, "target_modules": list(target_modules)}
+            raise ConfigError(f"target_modules {targets} do not name modules of the LM ({exc})") from exc
+        self.lora = {"r": r, "alpha": alpha, "dropout": dropout, "target_modules": targets}
 
     def base_state_dict(self) -> dict[str, torch.Tensor]:
         """The LM's own weights under their original names (LoRA adapters excluded)."""
@@ -400,16 +598,64 @@ class LMHead(nn.Module):
         return {k.replace(".base_layer", ""): v for k, v in lm.state_dict().items() if "lora_" not in k}
 
 
+def default_lora_targets(lm: nn.Module) -> list[str]:
+    """peft's default LoRA target modules for ``lm``'s ``model_type``; `ConfigError` when peft has none."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+    model_type = getattr(getattr(lm, "config", None), "model_type", None)
+    targets = DEFAULTS.get(model_type)
+    if not targets:
+        raise ConfigError(f"peft has no default LoRA target modules for model_type {model_type!r}: "
+                          "set LMConfig.lora_targets (e.g. lm__lora_targets=('q_proj', 'v_proj'))")
+    return list(targets)
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
+
+
+def check_tokenizer(lm: nn.Module, tokenizer, *, path: str | None = None) -> None:
+    """`CheckpointError` unless ``tokenizer`` fits the LM loaded from ``path``.
+
+    The built-in word tokenizer never pairs with a real LM; when ``path`` holds its own tokenizer,
+    ``tokenizer`` must give every one of its tokens the same id; and no token id may exceed the LM's
+    embedding rows.
+    """
+    if getattr(tokenizer, "regionlib_builtin", False):
+        raise CheckpointError(f"LMConfig.path {path!r} is a real LM but the tokenizer is regionlib's built-in word "
+                              "tokenizer (tiny presets only): pass the LM's own tokenizer, or none to load it")
+    rows = lm.get_input_embeddings().num_embeddings
+    vocab = tokenizer.get_vocab()
+    if path and any((Path(path) / f).is_file() for f in _TOKENIZER_FILES):
+        from transformers import AutoTokenizer
+
+        own = AutoTokenizer.from_pretrained(path).get_vocab()
+        differ = sorted(t for t, i in own.items() if vocab.get(t) != i)
+        if differ:
+            raise CheckpointError(f"the tokenizer's vocabulary does not match the LM's own tokenizer at {path!r}: "
+                                  f"{len(differ)} of its {len(own)} tokens differ (e.g. {differ[:5]})")
+    top = max(vocab.values()) + 1 if vocab else 0
+    if max(len(tokenizer), top) > rows:
+        raise CheckpointError(f"the tokenizer has {max(len(tokenizer), top)} token ids but the LM"
+                              f"{' at ' + repr(path) if path else ''} has {rows} embedding rows: "
+                              "a tokenizer of another vocabulary")
+
+
 def build_lm_head(config: LMConfig, tokenizer, *, special_tokens: Sequence[str] = (), load_weights: bool = True) -> LMHead:
-    """`LMHead` for ``config`` (LM from its path or random init; LoRA attached when ``lora_r > 0``)."""
-    if config.lora_r < 0:
-        raise ConfigError(f"lora_r must be >= 0, got {config.lora_r}")
+    """`LMHead` for ``config`` (LM from its path or random init; LoRA attached when ``lora_r > 0``).
+
+    With a path, ``tokenizer`` must be the LM's own (see `check_tokenizer`).
+    """
+    if not isinstance(config, LMConfig):
+        raise ConfigError(f"config must be an LMConfig, got {type(config).__name__}")
     try:
         lm = build_lm(config, tokenizer, load_weights=load_weights)
     except OSError as exc:
         raise CheckpointError(f"LMConfig.path {config.path!r}: cannot load a causal LM ({exc})") from exc
+    if config.path:
+        check_tokenizer(lm, tokenizer, path=config.path)
     head = LMHead(lm, tokenizer, template=config.template, special_tokens=special_tokens, freeze=config.freeze,
-                  label_smoothing=config.label_smoothing, max_target_tokens=config.max_target_tokens)
+                  label_smoothing=config.label_smoothing, max_target_tokens=config.max_target_tokens,
+                  chat_template=config.chat_template)
     if config.lora_r > 0:
         head.add_lora(target_modules=config.lora_targets, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
     return head

@@ -1,7 +1,8 @@
 """Mask tokens: features pooled inside each mask, projected into the LM (RAS §3, seed 004; PanCap "pool", seed 002).
 
 `FeatureEncoders` runs one or more frozen vision transformers on an image and returns their
-patch-feature grids ``(C_k, g_k, g_k)``. `MaskTokenizer` turns N masks into N LM tokens::
+patch-feature grids ``(C_k, h_k, w_k)``; each encoder's input is made by its own image processor
+(`RegionImageProcessor`: the checkpoint's ``AutoImageProcessor``, on the encoder's device). `MaskTokenizer` turns N masks into N LM tokens::
 
     t_n = MLP2( [mask_pool(F_1, M_n); ...; mask_pool(F_K, M_n); PE(centroid(M_n))] )
 
@@ -20,11 +21,10 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
-from ..focal import encoder_tensors
 from ..images import to_rgb_uint8
 from ..masks import as_mask_batch
 from ..pooling import mask_pool
-from .vision import NORMALISATION, VisionConfig, build_vision_encoder, vision_parts
+from .vision import VisionConfig, build_vision_encoder, vision_parts
 
 __all__ = ["FeatureEncoders", "MaskTokenizer", "sinusoidal_position_2d"]
 
@@ -51,19 +51,28 @@ class FeatureEncoders(nn.Module):
     def train(self, mode: bool = True):
         return super().train(False)  # frozen
 
+    @property
+    def processors(self) -> list:
+        """Each encoder's `RegionImageProcessor`."""
+        return [e.regionlib_processor for e in self.encoders]
+
     @torch.no_grad()
     def forward(self, image) -> list[torch.Tensor]:
-        """``image`` (H, W, 3) -> list of ``(C_k, g_k, g_k)`` patch features (last hidden state)."""
-        rgb = to_rgb_uint8(image, "image")
-        ones = np.ones(rgb.shape[:2], dtype=bool)
+        """``image`` (H, W, 3) uint8 (or a ``(3, H, W)`` uint8 tensor on any device) -> list of
+        ``(C_k, h_k, w_k)`` patch features (last hidden state, prefix tokens dropped)."""
+        if isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[0] == 3 and image.dtype == torch.uint8:
+            chw = image
+        else:
+            chw = torch.from_numpy(np.ascontiguousarray(to_rgb_uint8(image, "image"))).permute(2, 0, 1)
         out = []
-        for cfg, enc in zip(self.configs, self.encoders):
-            s = int(enc.config.image_size)
-            mean, std = NORMALISATION[cfg.arch]
-            x = encoder_tensors([rgb], [ones], (s, s), mean=mean, std=std)[0].to(next(enc.parameters()).device)
-            h = enc(pixel_values=x).last_hidden_state[0, vision_parts(enc).n_prefix:]  # (g*g, C)
-            g = s // int(enc.config.patch_size)
-            out.append(h.transpose(0, 1).reshape(h.shape[1], g, g))
+        for enc in self.encoders:
+            dev = next(enc.parameters()).device
+            proc = enc.regionlib_processor
+            x = proc([chw.to(dev)])
+            h = enc(pixel_values=x).last_hidden_state[0, vision_parts(enc).n_prefix:]  # (gh*gw, C)
+            p = int(enc.config.patch_size)
+            gh, gw = proc.size[0] // p, proc.size[1] // p
+            out.append(h.transpose(0, 1).reshape(h.shape[1], gh, gw))
         return out
 
 

@@ -7,6 +7,12 @@ Paper-size presets describe the real architectures; their weights come from path
 build random-init (e.g. on the meta device, ``create_model(name, device="meta")``, to count
 parameters and FLOPs without memory).
 
+Real checkpoints: ``vision__path`` is read with ``AutoConfig`` (SigLIP, CLIP — also a full CLIP /
+SigLIP model directory —, DINOv2, ViT: whatever its ``config.json`` says; the preset's vision sizes
+are then ignored), ``lm__path`` with ``AutoModelForCausalLM`` and its own ``AutoTokenizer`` (the
+built-in word tokenizer is for tiny presets only), ``sam_checkpoint`` with segment-anything's
+state-dict layout. Weights that do not load are a `CheckpointError`, never a random init.
+
 Overrides: any config field by name (``variant="full"``), nested fields with a double underscore
 (``lm__freeze=True``, ``vision__path="/ckpt/siglip"``), or whole sub-configs (``lm=LMConfig(...)``).
 """
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from .checkpoint import MODEL_KINDS, RegionModel
 from .dam import DAMConfig
 from .lm_head import LMConfig
@@ -57,6 +63,7 @@ for _name, _variant in (("tiny-dam", "full+focal-crop-xattn"), ("tiny-dam-full",
     register_preset(_name, "dam", DAMConfig(variant=_variant), f"DAM {_variant} (seed 003 Tab. 8), 64-px ViT + 2-layer GPT-2")
 register_preset("tiny-dam-siglip", "dam", DAMConfig(vision=VisionConfig(arch="siglip")), "DAM over a tiny SigLIP")
 register_preset("tiny-dam-clip", "dam", DAMConfig(vision=VisionConfig(arch="clip")), "DAM over a tiny CLIP ViT")
+register_preset("tiny-dam-dinov2", "dam", DAMConfig(vision=VisionConfig(arch="dinov2")), "DAM over a tiny DINOv2")
 register_preset("tiny-dam-llama", "dam", DAMConfig(lm=LMConfig(arch="llama")), "DAM with a tiny Llama LM")
 register_preset("tiny-sca", "sca", _TINY_SCA, "SCA over the tiny SAM (LM trainable for CPU tests)")
 register_preset("tiny-sca-raw-tokens", "sca", dataclasses.replace(_TINY_SCA, mixer_inputs="queries+raw-tokens"),
@@ -121,7 +128,9 @@ def create_model(name: str, *, tokenizer=None, seed: int = 0, load_weights: bool
     """Build preset ``name`` (random parts seeded by ``seed``) with config ``overrides``.
 
     Args:
-        tokenizer: a transformers tokenizer; default: the LM path's own, else the built-in word-level one.
+        tokenizer: a transformers tokenizer. Default: the LM path's own (``AutoTokenizer``), else the
+            built-in word-level one (tiny presets). With ``lm__path`` an explicit tokenizer must match
+            the LM's vocabulary (`CheckpointError` otherwise).
         load_weights: load weights from the paths named in the config (else their architectures only).
         device: build directly on this device (``"meta"``: no memory, for counting).
     """
@@ -131,7 +140,11 @@ def create_model(name: str, *, tokenizer=None, seed: int = 0, load_weights: bool
         if lm_path:
             from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(lm_path)
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(lm_path)
+            except (OSError, ValueError, KeyError) as exc:
+                raise CheckpointError(f"lm__path {lm_path!r} has no loadable tokenizer ({exc}); pass the LM's own "
+                                      "tokenizer with tokenizer=") from exc
         else:
             tokenizer = builtin_tokenizer()
     torch.manual_seed(seed)

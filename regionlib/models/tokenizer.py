@@ -83,7 +83,12 @@ def _trained_json(texts: tuple[str, ...]) -> str:
 
 
 def builtin_tokenizer(extra_texts: Iterable[str] = ()):
-    """The tiny presets' word-level tokenizer: `BUILTIN_CORPUS` plus ``extra_texts`` (a fresh object each call)."""
+    """The tiny presets' word-level tokenizer: `BUILTIN_CORPUS` plus ``extra_texts`` (a fresh object each call).
+
+    It is marked ``regionlib_builtin = True``: `check_tokenizer` refuses to pair it with a real LM.
+    """
     from tokenizers import Tokenizer
 
-    return _wrap(Tokenizer.from_str(_trained_json((*BUILTIN_CORPUS, *extra_texts))))
+    tok = _wrap(Tokenizer.from_str(_trained_json((*BUILTIN_CORPUS, *extra_texts))))
+    tok.regionlib_builtin = True
+    return tok

@@ -7,7 +7,7 @@ import torch
 
 from regionlib.errors import CheckpointError, ConfigError
 from regionlib.models import DAM, RAS, SCA, PooledCaptioner, RegionModel, create_model, list_presets, preset_config
-from regionlib.prompts import Prompt
+from regionlib.regions import Regions
 
 
 def test_registry_and_overrides():
@@ -34,19 +34,14 @@ def test_paper_size_presets_build_on_the_meta_device():
 
 
 def _outputs(model, world):
+    """Prefix-model contexts (or RAS's selection logits) and greedy captions of two regions, through the interface."""
     s = world[0]
     torch.manual_seed(0)
-    if isinstance(model, DAM):
-        batch = model.prepare(s.image, s.regions.masks[:2])
-        return model.prefix(batch), model.generate(batch, max_new_tokens=5)
-    if isinstance(model, SCA):
-        batch = model.prepare(s.image, [Prompt(box_xyxy=b) for b in s.regions.boxes_xyxy[:2]])
-        return model.prefix(batch), model.generate(batch, max_new_tokens=5)
+    state = model.encode_image(s.image)
     if isinstance(model, RAS):
-        sample = model.prepare(s.image, "every diamond", s.regions.masks)
-        return model.logits([sample])[0], None
-    batch = model.prepare(s.image, s.regions.masks[:2])
-    return model.region_contexts(batch), model.generate(batch, max_new_tokens=5)
+        return model(model.region_inputs(state, Regions.from_masks(s.regions.masks), "every diamond")).logits, None
+    batch = model.region_inputs(state, Regions.from_masks(s.regions.masks[:2]))
+    return model.contexts(batch)[0], model.generate(batch, max_new_tokens=5)
 
 
 @pytest.mark.parametrize("preset", ["tiny-dam", "tiny-sca-roi", "tiny-ras", "tiny-pooled"])
@@ -93,9 +88,10 @@ def test_save_load_with_lora(tmp_path, world):
 def test_checkpoint_errors(tmp_path):
     model = create_model("tiny-dam", vision__width=32, vision__heads=2)
     model.save_pretrained(tmp_path / "bad")
-    meta = json.loads((tmp_path / "bad" / "config.json").read_text())
-    meta["config"]["vision"]["width"] = 64
-    (tmp_path / "bad" / "config.json").write_text(json.dumps(meta))
+    # the architecture comes from the saved sub-configs: a vision config that disagrees with the weights
+    vision = json.loads((tmp_path / "bad" / "vision" / "config.json").read_text())
+    vision["hidden_size"] = 64
+    (tmp_path / "bad" / "vision" / "config.json").write_text(json.dumps(vision))
     with pytest.raises(CheckpointError, match="shape mismatch"):
         RegionModel.from_pretrained(tmp_path / "bad")
     with pytest.raises(CheckpointError, match="not a SCA"):
