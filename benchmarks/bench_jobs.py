@@ -34,7 +34,7 @@ def feature_cache_rows(steps: int, batch: int, sam_preset: str = "tiny") -> list
     from regionlib.models import create_model
     from regionlib.models.tokenizer import builtin_tokenizer
     from regionlib.shards import ShardedWriter, plan_shards
-    from regionlib.train_tasks import sca_prompts
+    from regionlib.models.sca import sca_prompts
 
     samples = generate_regionworld(batch * 2, seed=0, split="train")
     model = create_model("tiny-sca", tokenizer=builtin_tokenizer([" ".join(caption_words())]), sam_preset=sam_preset)
@@ -49,7 +49,7 @@ def feature_cache_rows(steps: int, batch: int, sam_preset: str = "tiny") -> list
         by_id = {s.image_id: s for s in samples}
         with torch.no_grad():
             for spec in specs:
-                feats = {i: model.embed_image(by_id[i].image)[0][0] for i in spec.ids}
+                feats = {i: model.encode_image(by_id[i].image).tensors["image_embeddings"][0] for i in spec.ids}
                 write_feature_shard(writer.shard_path(spec), spec, feats)
                 writer.record(spec, count=len(feats))
         cache = FeatureCache(tmp)
@@ -62,11 +62,12 @@ def feature_cache_rows(steps: int, batch: int, sam_preset: str = "tiny") -> list
                     embs.append(cache[samples[i].image_id][None])
                 else:
                     with torch.no_grad():
-                        embs.append(model.embed_image(samples[i].image)[0])
+                        embs.append(model.encode_image(samples[i].image).tensors["image_embeddings"])
             b = model.prompt_batch([prompts[i] for i in idx], samples[0].image.shape[:2])
             b["image_embeddings"] = torch.cat(embs)
             b["image_index"] = torch.arange(batch)
-            loss = model.loss(b, [captions[i] for i in idx])
+            b["targets"] = [captions[i] for i in idx]
+            loss = model(b).loss
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -92,7 +93,7 @@ def self_label_rows(n_images: int) -> list[dict]:
     import glob
     import os
 
-    from ray_jobs import self_label
+    from regionlib.selflabel import cli as self_label
 
     from regionlib.distributed import init_ray
 

@@ -44,8 +44,11 @@ def bench_captioning(preset: str, *, new_tokens: int, overrides: dict, rounds: i
     from regionlib.models import create_model
     from regionlib.predictor import RegionPredictor
 
+    from regionlib.regions import Regions
+
     model = create_model(preset, **overrides).eval()
     image, masks = scene(64)
+    masks = Regions.from_masks(masks)
     predictor = RegionPredictor(model, batch_size=64)
     gen = {"max_new_tokens": new_tokens}
 
@@ -114,17 +117,20 @@ def flops_and_parameters(preset: str) -> dict:
         grid = model.sam.prompt_encoder.image_embedding_size
         emb = torch.zeros(1, model.sam.prompt_encoder.embed_dim, *grid, device=device)
         box = torch.tensor([[10.0, 10.0, side / 2, side / 2]], device=device)
-        region_flops = _count_flops(lambda: lm_pass(model(emb, torch.zeros(1, dtype=torch.long, device=device),
-                                                          boxes=box).prefix))
+        region_flops = _count_flops(lambda: lm_pass(model.run(emb, torch.zeros(1, dtype=torch.long, device=device),
+                                                              boxes=box).prefix))
     else:
+        from regionlib.regions import Regions
+
         img, masks = scene(1, size=128)
-        image_flops = _count_flops(lambda: model.image_features(img))
+        image_flops = _count_flops(lambda: model.encode_image(img))
+        state = model.encode_image(img)
         if isinstance(model, RAS):
-            sample = model.prepare(img, "every circle", masks)
-            region_flops = _count_flops(lambda: model.logits([sample]))
+            batch = model.region_inputs(state, Regions.from_masks(masks), "every circle")
+            region_flops = _count_flops(lambda: model.logits(batch["samples"]))
         else:
-            batch = model.prepare(img, masks)
-            region_flops = _count_flops(lambda: lm_pass(model.region_contexts(batch), is_context=True))
+            batch = model.region_inputs(state, Regions.from_masks(masks))
+            region_flops = _count_flops(lambda: lm_pass(model.contexts(batch)[0], is_context=True))
     return {"what": f"{preset}: parameters and forward FLOPs", "baseline": "", "ratio": None,
             "parameters": report["total"], "trainable_parameters": report["trainable"],
             "image_gflops": image_flops / 1e9, "region_gflops": region_flops / 1e9, "meta_device": meta}

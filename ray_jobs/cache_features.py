@@ -19,22 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `regionlib` importable under `ray job submit`
 
+from regionlib.data.image_folder import list_images  # noqa: E402
 from regionlib.distributed import init_ray, run_shards  # noqa: E402
 from regionlib.errors import DataFormatError  # noqa: E402
 from regionlib.shards import ShardedWriter, plan_shards  # noqa: E402
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-def list_images(root: Path) -> dict[str, str]:
-    """``{image id: path}`` for the image files under ``root`` (id = path relative to root, no suffix)."""
-    if not root.is_dir():
-        raise DataFormatError(f"--images: {root} is not a directory")
-    found = {str(p.relative_to(root).with_suffix("")): str(p) for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES}
-    if not found:
-        raise DataFormatError(f"--images: no image files under {root}")
-    return found
-
 
 def make_sam_work(paths: dict[str, str], preset: str, checkpoint: str | None, device: str):
     """Factory run once per actor: builds SAM there and returns the shard worker."""

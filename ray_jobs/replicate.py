@@ -73,7 +73,7 @@ QUICK = Settings(seeds=(0,), n_train=16, n_test=4, n_small=8, n_unlabeled=6, ste
 
 def train_config(settings: Settings, *, preset: str, seed: int, n_images: int, name: str, storage: str,
                  overrides: dict, self_labels: str | None = None) -> dict:
-    from ray_jobs.train import load_config
+    from regionlib.training.loop import load_config
 
     cfg = load_config(None, [])
     cfg["task"].update({"name": "regionworld-captioner", "preset": preset, "n_images": n_images, "n_val": 0,
@@ -93,17 +93,22 @@ def train_and_caption(cfg: dict, prompts: tuple[str, ...], n_test: int, world_se
     """Ray task: train one model (one thread), then caption every test region with each prompt kind."""
     import torch
 
-    from ray_jobs.train import train_local
     from regionlib.data.regionworld import generate_regionworld
-    from regionlib.train_tasks import caption_regions, load_trained_model
+    from regionlib.predictor import RegionPredictor
+    from regionlib.training import load_trained_model
+    from regionlib.training.loop import train_local
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     ckpt = train_local(cfg, str(Path(cfg["run"]["storage"]) / cfg["run"]["name"]))
     t1 = time.perf_counter()
-    model = load_trained_model(ckpt)
-    test = generate_regionworld(n_test, seed=world_seed, split="test")
-    preds = {p: caption_regions(model, test, prompt=p, max_new_tokens=max_new_tokens, seed=world_seed) for p in prompts}
+    predictor = RegionPredictor(load_trained_model(ckpt), batch_size=32)
+    preds: dict[str, dict[str, str]] = {p: {} for p in prompts}
+    for s in generate_regionworld(n_test, seed=world_seed, split="test"):
+        predictor.set_image(s.image)
+        for p in prompts:  # SCA: its prompt kinds (Tab. 7); the other models take no prompt
+            caps = predictor.caption(s.regions, prompts=None if p == "default" else p, max_new_tokens=max_new_tokens)
+            preds[p].update(zip(map(str, s.regions.ids), caps))
     log = [json.loads(line) for line in (Path(cfg["run"]["storage"]) / cfg["run"]["name"] / "metrics.jsonl").open()]
     return {"checkpoint": str(ckpt), "predictions": preds, "train_seconds": t1 - t0,
             "caption_seconds": time.perf_counter() - t1, "final_loss": log[-1]["loss"]}
@@ -254,6 +259,27 @@ def model_overrides(args) -> tuple[dict, dict]:
     return dam, sca
 
 
+OUTPUT_MARKER = ".regionlib-replication"
+OUTPUT_PARTS = ("runs", "self_labels", "data")
+
+
+def prepare_output(out: Path) -> Path:
+    """The output directory, emptied of an earlier run's parts (a rerun retrains everything and must not mix
+    in old outputs) — but only if the job wrote it (its marker file is there): a non-empty directory
+    without the marker is refused, never deleted."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / OUTPUT_MARKER).is_file():
+        raise ConfigError(f"--out {out} is not empty and was not written by this job (no {OUTPUT_MARKER}); "
+                          "choose a new or empty directory")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / OUTPUT_MARKER).write_text("written by ray_jobs/replicate.py; its runs/, self_labels/ and data/ are "
+                                     "replaced by every rerun\n")
+    for stale in OUTPUT_PARTS:
+        shutil.rmtree(out / stale, ignore_errors=True)
+    return out
+
+
 def main(argv=None) -> dict:
     import ray
 
@@ -263,10 +289,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     st = settings_from(args)
     dam_over, sca_over = model_overrides(args)
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("runs", "self_labels", "data"):  # a rerun retrains everything: never mix in an earlier run's outputs
-        shutil.rmtree(out / stale, ignore_errors=True)
+    out = prepare_output(args.out.resolve())
     storage = str(out / "runs")
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
@@ -287,13 +310,13 @@ def main(argv=None) -> dict:
     for seed in st.seeds:
         for key, preset, _, _ in DAM_VARIANTS:
             jobs.append((key, seed, train_config(st, preset=preset, seed=seed, n_images=st.n_train,
-                                                 name=f"{key}-s{seed}", storage=storage, overrides=dam_over), ("box",)))
+                                                 name=f"{key}-s{seed}", storage=storage, overrides=dam_over), ("default",)))
         jobs.append(("sca", seed, train_config(st, preset=SCA_VARIANT[1], seed=seed, n_images=st.n_train,
                                                name=f"sca-s{seed}", storage=storage, overrides=sca_over),
                      tuple(SCA_PROMPT_NAMES)))
         jobs.append(("labeled-only", seed, train_config(st, preset="tiny-dam", seed=seed, n_images=st.n_small,
                                                         name=f"labeled-only-s{seed}", storage=storage,
-                                                        overrides=dam_over), ("box",)))
+                                                        overrides=dam_over), ("default",)))
     results: dict[str, dict[int, dict]] = {}
 
     def run_all(batch):
@@ -315,7 +338,7 @@ def main(argv=None) -> dict:
     timings["train + caption (variants)"] = time.perf_counter() - t0
 
     # self-labeling round (seed 003 Tab. 9)
-    from ray_jobs import self_label
+    from regionlib.selflabel import cli as self_label
 
     t0 = time.perf_counter()
     label_stats = {}
@@ -328,7 +351,7 @@ def main(argv=None) -> dict:
                                              "--max-new-tokens", str(st.max_new_tokens), "--shard-size", "16"])
         retrain.append(("self-labeled", seed, train_config(st, preset="tiny-dam", seed=seed, n_images=st.n_small,
                                                            name=f"self-labeled-s{seed}", storage=storage,
-                                                           overrides=dam_over, self_labels=str(d)), ("box",)))
+                                                           overrides=dam_over, self_labels=str(d)), ("default",)))
     timings["self-labeling"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     run_all(retrain)
@@ -344,7 +367,7 @@ def main(argv=None) -> dict:
     for key, by_seed in results.items():
         for seed, r in by_seed.items():
             for prompt, preds in r["predictions"].items():
-                name = key if key != "sca" or prompt == "box" else f"sca:{prompt}"
+                name = key if key != "sca" or prompt == "box" else f"sca:{prompt}"  # "default": no prompt
                 per_seed.setdefault(name, {})[seed] = score_predictions(preds, test, judge)
                 if key == "sca" and prompt == "box":
                     per_seed.setdefault("sca:box", {})[seed] = per_seed["sca"][seed]

@@ -44,6 +44,10 @@ class CheckpointError(RegionLibError):
     """A checkpoint is missing, unsafe (pickle) or disagrees with its configuration."""
 
 
+class RegionIndexError(RegionLibError, IndexError):
+    """An index into `Regions` is out of range (also an `IndexError`, as Python's protocols expect)."""
+
+
 def check_type(value, types, name: str):
     """Raise `RegionLibError` unless ``isinstance(value, types)``; return ``value``."""
     if not isinstance(value, types):

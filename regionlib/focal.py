@@ -32,7 +32,8 @@ from .errors import RegionLibError
 from .images import to_rgb_uint8
 from .masks import as_mask_batch, masks_to_boxes
 
-__all__ = ["CROP_MODES", "crop_boxes", "FocalPrompt", "focal_prompt", "crop_to_image", "encoder_tensors"]
+__all__ = ["CROP_MODES", "crop_boxes", "crops_of", "FocalPrompt", "focal_prompt", "crop_to_image", "encoder_tensors",
+           "image_tensors", "mask_tensors"]
 
 CROP_MODES = ("full", "crop", "context_crop", "focal_crop", "crop_mask")
 
@@ -91,6 +92,23 @@ def _mask_tensor(mask: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return torch.where(t >= 0.5, 1.0, -1.0)
 
 
+def image_tensors(images: list[np.ndarray], size: tuple[int, int], *, mean=(0.5, 0.5, 0.5),
+                  std=(0.5, 0.5, 0.5)) -> torch.Tensor:
+    """N uint8 arrays ``(h_i, w_i, 3)`` -> ``(N, 3, S_h, S_w)`` float32: bicubic resize, ``(x/255 - mean) / std``."""
+    if not images:
+        raise RegionLibError("images must be non-empty")
+    mean_t = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+    std_t = torch.tensor(std, dtype=torch.float32)[:, None, None]
+    return torch.stack([_image_tensor(img, size, mean_t, std_t) for img in images])
+
+
+def mask_tensors(masks, size: tuple[int, int]) -> torch.Tensor:
+    """N bool arrays ``(h_i, w_i)`` (or an ``(N, H, W)`` array) -> ``(N, 1, S_h, S_w)`` in {-1, +1}."""
+    if len(masks) == 0:
+        raise RegionLibError("masks must be non-empty")
+    return torch.stack([_mask_tensor(m, size) for m in masks])
+
+
 def encoder_tensors(
     images: list[np.ndarray],
     masks: list[np.ndarray],
@@ -109,10 +127,20 @@ def encoder_tensors(
     """
     if len(images) != len(masks) or not images:
         raise RegionLibError(f"images and masks must be equally long and non-empty, got {len(images)} and {len(masks)}")
-    mean_t = torch.tensor(mean, dtype=torch.float32)[:, None, None]
-    std_t = torch.tensor(std, dtype=torch.float32)[:, None, None]
-    image_t = torch.stack([_image_tensor(img, size, mean_t, std_t) for img in images])
-    return image_t, torch.stack([_mask_tensor(m, size) for m in masks])
+    return image_tensors(images, size, mean=mean, std=std), mask_tensors(masks, size)
+
+
+def crops_of(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, mode: str) -> tuple[list, list]:
+    """The image and mask crops of ``boxes`` (`crop_boxes`); ``crop_mask`` zeroes pixels outside the mask."""
+    crops, crop_masks = [], []
+    for (x0, y0, x1, y1), m in zip(boxes, masks):
+        c = image[y0:y1, x0:x1].copy()
+        cm = m[y0:y1, x0:x1].copy()
+        if mode == "crop_mask":
+            c[~cm] = 0
+        crops.append(c)
+        crop_masks.append(cm)
+    return crops, crop_masks
 
 
 @dataclass
@@ -158,21 +186,11 @@ def focal_prompt(
     rgb = to_rgb_uint8(image, "image")
     batch = as_mask_batch(masks, "masks", image_size=rgb.shape[:2])
     boxes = crop_boxes(batch, mode, expansion=expansion, min_size=min_size)
-    crops, crop_masks = [], []
-    for (x0, y0, x1, y1), m in zip(boxes, batch):
-        c = rgb[y0:y1, x0:x1].copy()
-        cm = m[y0:y1, x0:x1].copy()
-        if mode == "crop_mask":
-            c[~cm] = 0
-        crops.append(c)
-        crop_masks.append(cm)
+    crops, crop_masks = crops_of(rgb, batch, boxes, mode)
     size = (int(size[0]), int(size[1]))
     img_t, mask_t = encoder_tensors(crops, crop_masks, size, mean=mean, std=std)
-    mean_t = torch.tensor(mean, dtype=torch.float32)[:, None, None]
-    std_t = torch.tensor(std, dtype=torch.float32)[:, None, None]
-    full_i = _image_tensor(rgb, size, mean_t, std_t)[None]
-    full_m = torch.stack([_mask_tensor(m, size) for m in batch])
-    return FocalPrompt(boxes, crops, crop_masks, img_t, mask_t, full_i, full_m)
+    full_i = image_tensors([rgb], size, mean=mean, std=std)
+    return FocalPrompt(boxes, crops, crop_masks, img_t, mask_t, full_i, mask_tensors(batch, size))
 
 
 def crop_to_image(points_xy, crop_boxes_xyxy, *, from_size: tuple[int, int] | None = None) -> np.ndarray:

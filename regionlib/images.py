@@ -5,7 +5,8 @@ Conversion policy (documented, tested):
 * ``(H, W)`` grayscale and ``(H, W, 1)`` -> replicated to 3 channels;
 * ``(H, W, 4)`` RGBA -> alpha dropped (the colour channels are kept as they are);
 * uint16 -> ``round(v / 257)`` (full 16-bit range mapped onto 0..255);
-* float in ``[0, 1]`` -> ``round(v * 255)``; float outside ``[0, 1]`` or non-finite -> refused;
+* float in ``[0, 1]`` -> ``round(v * 255)``; float outside ``[0, 1]`` or non-finite -> refused
+  (also for files: a 32-bit float TIFF, PIL mode ``"F"``, is read as float, not clipped by PIL);
 * bool, complex, other integer types, other channel counts -> refused.
 
 Images above ``max_pixels`` (default `DEFAULT_MAX_PIXELS`, configurable per call) are
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .errors import InvalidImageError
 
@@ -81,8 +82,11 @@ def load_image(source, name: str = "image", *, max_pixels: int = DEFAULT_MAX_PIX
     label = str(source) if isinstance(source, (str, os.PathLike)) else name
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
-    elif isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
-        raise InvalidImageError(f"{name}: file not found: {source}")
+    elif isinstance(source, (str, os.PathLike)):
+        if not Path(source).is_file():
+            raise InvalidImageError(f"{name}: file not found: {source}")
+    elif not hasattr(source, "read"):
+        raise InvalidImageError(f"{name} must be a path, bytes or a binary file object, got {type(source).__name__}")
     try:
         with Image.open(source) as im:
             w, h = im.size
@@ -94,12 +98,14 @@ def load_image(source, name: str = "image", *, max_pixels: int = DEFAULT_MAX_PIX
                     if arr.min() < 0 or arr.max() > 65535:
                         raise InvalidImageError(f"{label}: 32-bit integer image values outside 0..65535")
                     arr = arr.astype(np.uint16)
-            elif im.mode in ("RGB", "RGBA", "L"):
+            elif im.mode in ("RGB", "RGBA", "L", "F"):  # "F": float32, range checked by to_rgb_uint8
                 arr = np.asarray(im)
             else:
                 arr = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise InvalidImageError(f"{label}: cannot decode image ({exc})") from exc
+    except InvalidImageError:
+        raise
+    except Exception as exc:  # PIL's decoders raise many types on corrupt data (OSError, ValueError, struct.error, ...)
+        raise InvalidImageError(f"{label}: cannot decode image ({type(exc).__name__}: {exc})") from exc
     return to_rgb_uint8(arr, label, max_pixels=max_pixels)
 
 

@@ -26,6 +26,9 @@ __all__ = [
     "encode_rle",
     "decode_rle",
     "rle_size",
+    "rle_counts",
+    "check_rle",
+    "polygons_to_rle",
     "mask_areas",
     "masks_to_boxes",
     "boxes_to_masks",
@@ -87,52 +90,153 @@ def encode_rle(masks, name: str = "masks", *, allow_empty: bool = True) -> list[
     return [{"size": [int(s) for s in r["size"]], "counts": r["counts"].decode("ascii")} for r in rles]
 
 
-def _to_coco_rle(rle, name: str) -> dict:
-    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
-        raise InvalidMaskError(f"{name} must be a COCO RLE dict with 'size' and 'counts', got {type(rle).__name__}")
-    size = rle["size"]
-    if len(size) != 2 or any(int(s) < 0 for s in size):
-        raise InvalidMaskError(f"{name}['size'] must be [H, W], got {size!r}")
-    counts = rle["counts"]
+def _size(size, label: str, max_pixels: int) -> tuple[int, int]:
+    """``(H, W)`` from ``size``: two non-negative integers with ``H * W <= max_pixels``."""
+    if not isinstance(size, (list, tuple)) or len(size) != 2 or \
+            not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size):
+        raise InvalidMaskError(f"{label} must be [H, W] (two integers), got {size!r}")
     h, w = int(size[0]), int(size[1])
-    if isinstance(counts, list):  # uncompressed RLE
-        if sum(counts) != h * w:
-            raise InvalidMaskError(f"{name}: uncompressed counts sum to {sum(counts)}, expected H*W = {h * w}")
-        return coco_mask.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    if h < 0 or w < 0:
+        raise InvalidMaskError(f"{label} must be non-negative [H, W], got {size!r}")
+    if h * w > max_pixels:
+        raise InvalidMaskError(f"{label} = [{h}, {w}] has {h * w} pixels, above the limit max_pixels={max_pixels}")
+    return h, w
+
+
+def rle_counts(counts, name: str = "counts") -> np.ndarray:
+    """Run lengths (int64) of COCO's compressed RLE string, decoded in numpy (no C call).
+
+    The format (pycocotools ``rleFrString``): each run is a group of characters ``c - 48`` holding
+    5 bits each, low bits first, bit ``0x20`` meaning "more characters follow" and bit ``0x10`` of
+    the last one the sign; from the third run on, each value is a difference to the run two before.
+    Characters outside ``'0'..'o'``, an unfinished last group, a group longer than 12 characters and
+    negative run lengths raise `InvalidMaskError`.
+    """
     if isinstance(counts, str):
-        counts = counts.encode("ascii")
-    if not isinstance(counts, bytes):
-        raise InvalidMaskError(f"{name}['counts'] must be str, bytes or list of ints, got {type(counts).__name__}")
-    return {"size": [h, w], "counts": counts}
+        try:
+            counts = counts.encode("ascii")
+        except UnicodeEncodeError as exc:
+            raise InvalidMaskError(f"{name} must be ASCII (COCO compressed RLE): {exc}") from exc
+    c = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if c.min() < 0 or c.max() > 63:
+        raise InvalidMaskError(f"{name} holds characters outside '0'..'o': not COCO compressed RLE")
+    more = (c & 0x20) != 0
+    if more[-1]:
+        raise InvalidMaskError(f"{name} is truncated (its last run is unfinished)")
+    ends = np.flatnonzero(~more)  # last character of each run
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    if lengths.max() > 12:
+        raise InvalidMaskError(f"{name} has a run of {int(lengths.max())} characters (corrupt)")
+    run = np.repeat(np.arange(len(ends)), lengths)
+    k = np.arange(c.size) - starts[run]  # position of each character inside its run
+    values = np.add.reduceat((c & 0x1F) << (5 * k), starts)
+    negative = (c[ends] & 0x10) != 0
+    values = values - (negative.astype(np.int64) << (5 * lengths))
+    runs = values.copy()
+    for parity in (0, 1):  # runs[m] = values[m] + runs[m - 2] for m > 2
+        first = 2 if parity == 0 else 1
+        runs[first::2] = np.cumsum(values[first::2])
+    if (runs < 0).any():
+        raise InvalidMaskError(f"{name} decodes to a negative run length (corrupt)")
+    return runs
+
+
+def check_rle(rle, name: str = "rle", *, image_size: tuple[int, int] | None = None,
+              max_pixels: int | None = None) -> dict:
+    """Validate a COCO RLE dict and return it in pycocotools' form ``{"size": [H, W], "counts": bytes}``.
+
+    Checked before any pycocotools call (a corrupt RLE makes the C code read or write out of bounds):
+    ``size`` is two non-negative ints with ``H * W <= max_pixels`` (default
+    `regionlib.images.DEFAULT_MAX_PIXELS`) and equal to ``image_size`` when given; ``counts`` is a
+    compressed string / bytes (checked by `rle_counts`) or an uncompressed list of non-negative ints;
+    the runs sum to ``H * W``. Raises `InvalidMaskError` naming ``name`` and the field.
+    """
+    from .images import DEFAULT_MAX_PIXELS
+
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        what = f"keys {sorted(map(str, rle))}" if isinstance(rle, dict) else type(rle).__name__
+        raise InvalidMaskError(f"{name} must be a COCO RLE dict with 'size' and 'counts', got {what}")
+    h, w = _size(rle["size"], f"{name}['size']", DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+    if image_size is not None and (h, w) != tuple(image_size):
+        raise InvalidMaskError(f"{name}: RLE size [{h}, {w}] differs from the image size {list(image_size)}")
+    counts = rle["counts"]
+    if isinstance(counts, list):  # uncompressed RLE
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in counts):
+            raise InvalidMaskError(f"{name}['counts'] (uncompressed) must be non-negative integers")
+        total = sum(int(v) for v in counts)
+        if total != h * w:
+            raise InvalidMaskError(f"{name}['counts']: uncompressed runs sum to {total}, expected H*W = {h * w}")
+        return coco_mask.frPyObjects({"size": [h, w], "counts": [int(v) for v in counts]}, h, w)
+    if not isinstance(counts, (str, bytes)):
+        raise InvalidMaskError(f"{name}['counts'] must be str, bytes or a list of ints, got {type(counts).__name__}")
+    total = int(rle_counts(counts, f"{name}['counts']").sum())
+    if total != h * w:
+        raise InvalidMaskError(f"{name}['counts']: compressed runs sum to {total}, expected H*W = {h * w}")
+    return {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+#: Polygon bounds (`polygons_to_rle`): coordinates within one image size of the image, and a total
+#: edge length (Chebyshev, the rasteriser's work) of at most this many times ``H + W``.
+POLYGON_PERIMETER_FACTOR = 100
+
+
+def polygons_to_rle(polygons, image_size: tuple[int, int], name: str = "polygons") -> dict:
+    """COCO polygons ``[[x0, y0, x1, y1, ...], ...]`` -> one compressed RLE (pycocotools' form).
+
+    Validated before pycocotools rasterises them (its work and memory grow with the edge length,
+    so a 1e9 coordinate hangs it and NaN is undefined): each polygon is a list of >= 6 numbers of
+    even length, finite, with x in ``[-W, 2W]`` and y in ``[-H, 2H]``, and the summed edge length
+    at most ``POLYGON_PERIMETER_FACTOR * (H + W)``. Raises `InvalidMaskError` naming ``name``.
+    """
+    h, w = image_size
+    if not isinstance(polygons, (list, tuple)) or not polygons:
+        raise InvalidMaskError(f"{name} must be a non-empty list of polygons")
+    arrays, perimeter = [], 0.0
+    for i, p in enumerate(polygons):
+        if not isinstance(p, (list, tuple)) or len(p) < 6 or len(p) % 2:
+            raise InvalidMaskError(f"{name}[{i}] needs >= 3 points (an even list of >= 6 numbers)")
+        if not all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in p):
+            raise InvalidMaskError(f"{name}[{i}] must hold numbers only")
+        xy = np.asarray(p, dtype=np.float64).reshape(-1, 2)
+        if not np.isfinite(xy).all():
+            raise InvalidMaskError(f"{name}[{i}] has a NaN or infinite coordinate")
+        if (xy[:, 0] < -w).any() or (xy[:, 0] > 2 * w).any() or (xy[:, 1] < -h).any() or (xy[:, 1] > 2 * h).any():
+            raise InvalidMaskError(f"{name}[{i}] has a point far outside the image of size (H, W) = ({h}, {w})")
+        closed = np.concatenate([xy, xy[:1]])
+        perimeter += float(np.abs(np.diff(closed, axis=0)).max(axis=1).sum())
+        arrays.append(xy.reshape(-1).tolist())
+    if perimeter > POLYGON_PERIMETER_FACTOR * (h + w):
+        raise InvalidMaskError(f"{name}: total edge length {perimeter:.0f} px exceeds "
+                               f"{POLYGON_PERIMETER_FACTOR} * (H + W) = {POLYGON_PERIMETER_FACTOR * (h + w)}")
+    return coco_mask.merge(coco_mask.frPyObjects(arrays, h, w))
 
 
 def rle_size(rle, name: str = "rle") -> tuple[int, int]:
     """Return ``(H, W)`` of a COCO RLE dict."""
-    return tuple(int(s) for s in _to_coco_rle(rle, name)["size"])
+    return tuple(int(s) for s in check_rle(rle, name)["size"])
 
 
 def decode_rle(rles: Sequence[dict] | dict, name: str = "rles", *, image_size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode COCO RLE dicts (compressed or uncompressed) to a ``(N, H, W)`` bool array.
 
-    All RLEs must share one size, equal to ``image_size`` when given (else `InvalidMaskError`).
+    Each RLE is checked by `check_rle` first; all must share one size, equal to ``image_size``
+    when given (else `InvalidMaskError`).
     """
     if isinstance(rles, dict):
         rles = [rles]
-    objs = [_to_coco_rle(r, f"{name}[{i}]") for i, r in enumerate(rles)]
+    if not isinstance(rles, (list, tuple)):
+        raise InvalidMaskError(f"{name} must be a list of COCO RLE dicts, got {type(rles).__name__}")
+    objs = [check_rle(r, f"{name}[{i}]", image_size=image_size) for i, r in enumerate(rles)]
     sizes = {tuple(o["size"]) for o in objs}
-    if image_size is not None:
-        for i, o in enumerate(objs):
-            if tuple(o["size"]) != tuple(image_size):
-                raise InvalidMaskError(f"{name}[{i}] has size {tuple(o['size'])}, expected image size {tuple(image_size)}")
     if not objs:
         h, w = image_size if image_size is not None else (0, 0)
         return np.zeros((0, h, w), dtype=bool)
     if len(sizes) > 1:
         raise InvalidMaskError(f"{name} must share one size, got sizes {sorted(sizes)}")
-    try:
-        decoded = coco_mask.decode(objs)  # (H, W, N) uint8
-    except Exception as exc:
-        raise InvalidMaskError(f"{name}: corrupt RLE counts ({exc})") from exc
+    decoded = coco_mask.decode(objs)  # (H, W, N) uint8; safe: every RLE was checked above
     return np.ascontiguousarray(decoded.transpose(2, 0, 1)).astype(bool)
 
 
@@ -168,8 +272,9 @@ def boxes_to_masks(boxes, image_size: tuple[int, int], name: str = "boxes") -> n
     Boxes are validated (finite, non-degenerate) and clipped to the image.
     """
     from .boxes import validate_boxes
+    from .images import DEFAULT_MAX_PIXELS
 
-    h, w = image_size
+    h, w = _size(image_size, "image_size", DEFAULT_MAX_PIXELS)
     b = validate_boxes(boxes, name, image_size=image_size, clip=True)
     x0 = np.floor(b[:, 0]).astype(int)
     y0 = np.floor(b[:, 1]).astype(int)
@@ -238,7 +343,10 @@ def resize_masks(masks, size: tuple[int, int], *, mode: str = "area", name: str 
     """
     if mode not in ("area", "nearest"):
         raise InvalidMaskError(f"mode must be 'area' or 'nearest', got {mode!r}")
-    h, w = int(size[0]), int(size[1])
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError) as exc:
+        raise InvalidMaskError(f"size must be (h, w), two integers, got {size!r}") from exc
     if h <= 0 or w <= 0:
         raise InvalidMaskError(f"size must be positive (h, w), got {size!r}")
     if isinstance(masks, torch.Tensor) and masks.dtype == torch.bool:

@@ -16,6 +16,12 @@ Weights (``weights=``):
   such masks are reported in ``PooledMasks.vanished``.
 
 Empty masks are refused (`InvalidMaskError`).
+
+Features: floating features keep their dtype; integer and bool features are cast to float32
+(integer division would give wrong tokens); complex features are refused. Only the cells a mask
+covers (weight > 0) contribute to its token: a NaN or inf *outside* every mask is ignored (it is
+never multiplied by a zero weight, which would give NaN), and a NaN or inf in a cell a mask covers
+raises `RegionLibError` naming the mask — a token is never silently NaN.
 """
 
 from __future__ import annotations
@@ -50,10 +56,15 @@ def mask_pool(features: torch.Tensor, masks, *, weights: str = "area", batch_ind
             resolution of the image (usually the image's).
         weights: ``"area"`` or ``"nearest"`` (see the module docstring).
     Returns:
-        `PooledMasks` with ``tokens`` of shape ``(N, C)`` in the features' dtype.
+        `PooledMasks` with ``tokens`` of shape ``(N, C)`` in the features' dtype (float32 for
+        integer / bool features). Non-finite features: see the module docstring.
     """
     if not isinstance(features, torch.Tensor) or features.ndim not in (3, 4):
         raise RegionLibError(f"features must be a (C, h, w) or (B, C, h, w) tensor, got {getattr(features, 'shape', type(features))}")
+    if features.is_complex():
+        raise RegionLibError(f"features must be real, got dtype {features.dtype}")
+    if not features.is_floating_point():
+        features = features.float()
     if weights not in ("area", "nearest"):
         raise RegionLibError(f"weights must be 'area' or 'nearest', got {weights!r}")
     if isinstance(masks, torch.Tensor):
@@ -72,14 +83,29 @@ def mask_pool(features: torch.Tensor, masks, *, weights: str = "area", batch_ind
         vanished = np.flatnonzero(gone.cpu().numpy())
         w = torch.where(gone[:, None, None], area, w)
     w = w.to(features.dtype)
-    denom = w.flatten(1).sum(1, keepdim=True)  # (N, 1), > 0 for non-empty masks
     if features.ndim == 3:
-        tokens = torch.einsum("nhw,chw->nc", w, features) / denom
+        bi = torch.zeros(len(batch), dtype=torch.long, device=features.device)
+        features = features[None]
     else:
         if batch_index is None:
             raise RegionLibError("batch_index (N,) is required with (B, C, h, w) features")
-        bi = torch.as_tensor(np.asarray(batch_index), dtype=torch.long, device=features.device)
-        if bi.shape != (len(batch),) or bi.min() < 0 or bi.max() >= features.shape[0]:
+        try:
+            bi = torch.as_tensor(np.asarray(batch_index), dtype=torch.long, device=features.device)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise RegionLibError(f"batch_index must be ({len(batch)},) ints: {exc}") from exc
+        if bi.shape != (len(batch),) or (len(bi) and (bi.min() < 0 or bi.max() >= features.shape[0])):
             raise RegionLibError(f"batch_index must be ({len(batch)},) ints in [0, {features.shape[0]}), got {tuple(bi.shape)}")
+    covered = w > 0  # (N, h, w): the cells that contribute to each token
+    bad = ~torch.isfinite(features).all(1)  # (B, h, w)
+    if bad.any():
+        hit = (covered & bad[bi]).flatten(1).any(1)
+        if hit.any():
+            raise RegionLibError(f"features hold NaN or inf inside masks[{int(hit.nonzero()[0, 0])}] "
+                                 "(only cells outside every mask may be non-finite)")
+        features = features.masked_fill(bad[:, None], 0)  # outside every mask: weight 0, never NaN * 0
+    denom = w.flatten(1).sum(1, keepdim=True)  # (N, 1), > 0 for non-empty masks
+    if features.shape[0] == 1:
+        tokens = torch.einsum("nhw,chw->nc", w, features[0]) / denom
+    else:
         tokens = torch.einsum("nhw,nchw->nc", w, features[bi]) / denom
     return PooledMasks(tokens=tokens, weights=w, vanished=vanished)

@@ -1,8 +1,11 @@
-"""Stateful region predictor (layer 3): encode an image once, then caption / segment / select many regions.
+"""Stateful region predictor (layer 3): encode an image once, then caption / describe / score /
+segment / select many regions in batches. It is the only runner of a model: training-time
+validation, the main job, self-labeling, the notebooks and the benchmarks call it.
 
-Like segment-anything's ``SamPredictor``: `RegionPredictor.set_image` runs and caches the
-expensive, region-independent part of the model, and every later call works on batches of
-regions against that cache:
+Like segment-anything's ``SamPredictor``: `RegionPredictor.set_image` runs the model's
+``encode_image`` (the region-independent work, `regionlib.models.interface`) once and keeps the
+result on the model's device; every later call builds ``region_inputs`` for chunks of regions
+against it:
 
 =============  =====================================================  ==================================
 model          cached by ``set_image``                                per-region work
@@ -10,12 +13,13 @@ model          cached by ``set_image``                                per-region
 SCA            SAM's image embedding (the ViT encoder)                prompt encoder, decoder, mixer, LM
 pooled         the frozen encoder's patch features                     mask pooling, LM
 RAS            every feature encoder's patch features                  mask pooling, LM, selection head
-DAM            nothing (see below)                                     focal prompt, both encoder passes, LM
+DAM            the resized, normalised full image; ``E_I(I) + P``     mask embedding, both encoder passes,
+               runs once per image in each batch                      LM
 =============  =====================================================  ==================================
 
-(DAM's global pass embeds each region's mask into the full image, ``E_I(I) + E_M(M)``, so no
-encoder work is shared between regions; its predictor batches regions only.) Cached and uncached (`DAM.caption`, `SCA.caption_regions`,
-`PooledCaptioner.caption`) calls give identical captions.
+(DAM's global pass embeds each region's mask into the full image, ``E_I(I) + E_M(M)``, so its
+encoder blocks run per region.) The predictor never switches on a model's kind: captioning needs
+a `Captioner`, segmentation a model with ``segment_and_caption``, selection one with ``select``.
 """
 
 from __future__ import annotations
@@ -25,10 +29,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .errors import ConfigError, InvalidMaskError, InvalidPromptError, RegionLibError
-from .images import to_rgb_uint8
-from .masks import as_mask_batch, boxes_to_masks
+from .errors import ConfigError, InvalidPromptError, RegionLibError
 from .models.checkpoint import RegionModel
+from .models.interface import Captioner
 from .prompts import Prompt
 from .regions import Regions
 
@@ -37,124 +40,101 @@ __all__ = ["RegionPredictor"]
 
 class RegionPredictor:
     """Args:
-        model: a `DAM`, `SCA`, `PooledCaptioner` (captioning) or `RAS` (selection).
+        model: a region model (`regionlib.models`): DAM, SCA, pooled captioner (captioning), RAS (selection).
         batch_size: regions per forward pass.
     """
 
     def __init__(self, model: RegionModel, *, batch_size: int = 16):
         if not isinstance(model, RegionModel):
             raise ConfigError(f"model must be a regionlib RegionModel, got {type(model).__name__}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise RegionLibError(f"batch_size must be a positive int, got {batch_size!r}")
         self.model = model.eval()
-        self.batch_size = batch_size
-        self.image: np.ndarray | None = None
-        self._cache = None
+        self.batch_size = self._check_batch_size(batch_size)
+        self.state = None
+
+    @staticmethod
+    def _check_batch_size(batch_size) -> int:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise RegionLibError(f"batch_size must be a positive int, got {batch_size!r}")
+        return batch_size
+
+    @property
+    def image(self) -> np.ndarray | None:
+        return None if self.state is None else self.state.image
 
     @property
     def image_size(self) -> tuple[int, int] | None:
-        return None if self.image is None else self.image.shape[:2]
+        return None if self.state is None else self.state.size
 
     @torch.no_grad()
     def set_image(self, image) -> None:
         """Encode ``image`` (anything `to_rgb_uint8` accepts) once for the calls that follow."""
-        rgb = to_rgb_uint8(image, "image")
-        kind = self.model.kind
-        if kind == "dam":
-            cache = None
-        elif kind == "sca":
-            cache = self.model.embed_image(rgb)[0]
-        else:
-            cache = self.model.image_features(rgb)
-        self.image, self._cache = rgb, cache
+        self.state = self.model.encode_image(image)
 
     def reset(self) -> None:
         """Forget the current image and its cached encoding (nothing else: model and settings stay)."""
-        self.image, self._cache = None, None
+        self.state = None
 
-    def _require_image(self) -> None:
-        if self.image is None:
+    def _require(self, capability: str) -> None:
+        if self.state is None:
             raise RegionLibError("call set_image(image) first")
+        if capability == "caption" and not isinstance(self.model, Captioner):
+            raise ConfigError(f"a {type(self.model).__name__} does not caption regions; use a DAM, SCA or pooled captioner")
+        if capability != "caption" and not hasattr(self.model, capability):
+            raise ConfigError(f"{capability} needs a model that implements it, got a {type(self.model).__name__}")
 
-    def _masks(self, regions, name: str = "regions") -> np.ndarray:
-        """``Regions`` (masks, or boxes as box masks) or an ``(N, H, W)`` array -> validated masks."""
-        if isinstance(regions, Regions):
-            if len(regions) == 0:
-                raise RegionLibError(f"{name} is empty: pass at least one region")
-            if tuple(regions.image_size) != self.image_size:
-                raise InvalidMaskError(f"{name} belong to an image of size {regions.image_size}, "
-                                       f"the current image is {self.image_size}")
-            if regions.has_masks:
-                return regions.masks
-            return boxes_to_masks(regions.boxes_xyxy, self.image_size)
-        masks = as_mask_batch(regions, name, image_size=self.image_size)
-        if len(masks) == 0:
-            raise RegionLibError(f"{name} is empty: pass at least one mask")
-        return masks
-
-    def _chunks(self, n: int, batch_size: int | None):
-        bs = self.batch_size if batch_size is None else batch_size
-        if not isinstance(bs, int) or bs < 1:
-            raise RegionLibError(f"batch_size must be a positive int, got {bs!r}")
-        return [slice(i, min(i + bs, n)) for i in range(0, n, bs)]
-
-    def _region_batches(self, regions, batch_size: int | None):
-        """Model inputs for chunks of ``regions`` of the current image (SCA: their box prompts)."""
-        kind, model = self.model.kind, self.model
-        if kind == "ras":
-            raise ConfigError("a RAS model selects regions; use select(), not caption()")
-        if kind == "sca":
-            if isinstance(regions, Regions):
-                if len(regions) == 0:
-                    raise RegionLibError("regions is empty: pass at least one region")
-                boxes = regions.boxes_xyxy
-            else:
-                from .masks import masks_to_boxes
-
-                boxes = masks_to_boxes(self._masks(regions))
-            prompts = [Prompt(box_xyxy=b) for b in boxes]
-            for sl in self._chunks(len(prompts), batch_size):
-                yield model.prepare(self.image, prompts[sl], image_embedding=self._cache)
-            return
-        masks = self._masks(regions)
-        for sl in self._chunks(len(masks), batch_size):
-            if kind == "dam":
-                yield model.prepare(self.image, masks[sl])
-            else:
-                yield model.prepare(self.image, masks[sl], features=self._cache)
-
-    @torch.no_grad()
-    def caption(self, regions, *, batch_size: int | None = None, **generate_kwargs) -> list[str]:
-        """Captions of ``regions`` (`Regions` or ``(N, H, W)`` masks) of the current image.
-
-        ``generate_kwargs``: ``max_new_tokens``, ``num_beams``, ``do_sample``, ``temperature``, ``top_p``, ``seed``.
-        SCA captions each region from its box prompt.
-        """
-        self._require_image()
-        return [c for batch in self._region_batches(regions, batch_size)
-                for c in self.model.generate(batch, **generate_kwargs)]
-
-    @torch.no_grad()
-    def describe(self, regions: Regions, *, batch_size: int | None = None, **generate_kwargs) -> Regions:
-        """``regions`` with their captions and confidences: ``captions`` set, ``data["caption_logprob"]``
-        the mean log-probability per caption token (eos included) — self-labeling's caption confidence.
-
-        Each chunk's LM context is built once and serves both generation and the teacher-forced pass
-        that scores the generated caption (greedy, beam or sampled alike); captions equal `caption`'s.
-        """
-        self._require_image()
+    def batches(self, regions: Regions, *, prompts=None, batch_size: int | None = None):
+        """``region_inputs`` of consecutive chunks of ``regions`` (``prompts``: the model's, e.g. SCA's kind)."""
         if not isinstance(regions, Regions):
             raise RegionLibError(f"regions must be Regions, got {type(regions).__name__}")
-        model, head = self.model, self.model.lm_head
+        if len(regions) == 0:
+            raise RegionLibError("regions is empty: pass at least one region")
+        bs = self.batch_size if batch_size is None else self._check_batch_size(batch_size)
+        explicit = prompts is not None and not isinstance(prompts, str)
+        if explicit and len(prompts) != len(regions):
+            raise InvalidPromptError(f"prompts must hold one Prompt per region ({len(regions)}), got {len(prompts)}")
+        for start in range(0, len(regions), bs):
+            sl = slice(start, min(start + bs, len(regions)))
+            kwargs = {} if prompts is None else {"prompts": list(prompts[sl]) if explicit else prompts}
+            yield self.model.region_inputs(self.state, regions[sl], **kwargs)
+
+    @torch.no_grad()
+    def caption(self, regions: Regions, *, prompts=None, batch_size: int | None = None, **generate_kwargs) -> list[str]:
+        """Captions of ``regions`` (`Regions` of the current image).
+
+        ``prompts``: SCA's prompt kind (``"box"`` default, ``"cpb"``, ``"rpb"``, ``"rpm"``) or one `Prompt`
+        per region. ``generate_kwargs``: ``max_new_tokens``, ``num_beams``, ``do_sample``, ``temperature``,
+        ``top_p``, ``seed``.
+        """
+        self._require("caption")
+        return [c for b in self.batches(regions, prompts=prompts, batch_size=batch_size)
+                for c in self.model.generate(b, **generate_kwargs)]
+
+    @torch.no_grad()
+    def describe(self, regions: Regions, *, prompts=None, batch_size: int | None = None, **generate_kwargs) -> Regions:
+        """``regions`` with their captions and confidences: ``captions`` set, ``data["caption_logprob"]``
+        the mean log-probability per caption token (eos included) — self-labeling's caption confidence.
+        Each chunk's LM context serves both generation and scoring; captions equal `caption`'s."""
+        self._require("caption")
         captions: list[str] = []
-        logp: list[float] = []
-        for batch in self._region_batches(regions, batch_size):
-            # DAM / SCA: a visual prefix in the LM's template; the pooled captioner builds whole contexts
-            contexts = head.contexts(model.prefix(batch)) if hasattr(model, "prefix") else model.region_contexts(batch)
-            caps = [head.decode(ids) for ids in head.generate_ids(contexts, **generate_kwargs)]
+        logp: list[torch.Tensor] = []
+        for b in self.batches(regions, prompts=prompts, batch_size=batch_size):
+            caps, lp = self.model.describe(b, **generate_kwargs)
             captions += caps
-            logp += head.mean_log_prob_contexts(contexts, caps).tolist()
-        return regions.with_fields(captions=captions, data={"caption_logprob": np.asarray(logp)})
+            logp.append(lp)
+        return regions.with_fields(captions=captions, data={"caption_logprob": torch.cat(logp).cpu().numpy()})
+
+    @torch.no_grad()
+    def score(self, regions: Regions, texts: Sequence[str], *, prompts=None, batch_size: int | None = None) -> np.ndarray:
+        """``(N,)`` mean log-probability per token of ``texts[i]`` given region i (seed 001's captioner score)."""
+        self._require("caption")
+        if isinstance(texts, str) or len(texts) != len(regions):
+            raise RegionLibError(f"texts must hold one string per region ({len(regions)})")
+        out, start = [], 0
+        for b in self.batches(regions, prompts=prompts, batch_size=batch_size):
+            n = int(b["image_index"].shape[0])
+            out.append(self.model.score(b, texts[start: start + n]))
+            start += n
+        return torch.cat(out).cpu().numpy()
 
     @torch.no_grad()
     def segment_and_caption(self, prompts: Sequence[Prompt], *, batch_size: int | None = None,
@@ -162,10 +142,9 @@ class RegionPredictor:
         """SCA: masks and captions for point / box ``prompts`` in one pass -> `Regions`.
 
         ``scores`` and ``data["predicted_iou"]`` hold SAM's predicted IoU, ``data["prompt_index"]`` the order.
+        Prompts of different kinds are batched by kind; results come back in the given order.
         """
-        self._require_image()
-        if self.model.kind != "sca":
-            raise ConfigError(f"segment_and_caption needs an SCA model, got a {self.model.kind!r} model")
+        self._require("segment_and_caption")
         if isinstance(prompts, Prompt):
             prompts = [prompts]
         if len(prompts) == 0:
@@ -175,40 +154,42 @@ class RegionPredictor:
             if not isinstance(p, Prompt):
                 raise InvalidPromptError(f"prompts[{i}] must be a Prompt, got {type(p).__name__}")
             groups.setdefault(p.signature, []).append(i)
-        n = len(prompts)
-        masks = np.zeros((n, *self.image_size), dtype=bool)
-        ious = np.zeros(n)
+        bs = self.batch_size if batch_size is None else self._check_batch_size(batch_size)
+        n, size = len(prompts), self.state.size
+        masks = torch.zeros((n, *size), dtype=torch.bool)
+        ious = torch.zeros(n)
         captions = [""] * n
+        model = self.model
         for members in groups.values():
-            for sl in self._chunks(len(members), batch_size):
-                idx = members[sl]
-                batch = self.model.prepare(self.image, [prompts[i] for i in idx], image_embedding=self._cache)
-                m, iou, caps = self.model.segment_and_caption(batch, self.image_size, **generate_kwargs)
-                masks[idx], ious[idx] = m, iou
+            for start in range(0, len(members), bs):
+                idx = members[start: start + bs]
+                batch = model.prompt_batch([prompts[i] for i in idx], size)
+                batch["image_embeddings"] = self.state.tensors["image_embeddings"]
+                batch["image_index"] = torch.zeros(len(idx), dtype=torch.long, device=batch["image_embeddings"].device)
+                m, iou, caps = model.segment_and_caption(batch, size, **generate_kwargs)
+                masks[idx], ious[idx] = m.cpu(), iou.cpu()
                 for i, c in zip(idx, caps):
                     captions[i] = c
-        empty = ~masks.any(axis=(1, 2))
+        masks_np, ious_np = masks.numpy(), ious.numpy().astype(np.float64)
+        empty = ~masks_np.any(axis=(1, 2))
         if empty.any():
             raise InvalidPromptError(f"prompts[{int(np.flatnonzero(empty)[0])}] produced an empty mask")
-        return Regions.from_masks(masks, captions=captions, scores=ious,
-                                  data={"predicted_iou": ious, "prompt_index": np.arange(n)})
+        return Regions.from_masks(masks_np, captions=captions, scores=ious_np,
+                                  data={"predicted_iou": ious_np, "prompt_index": np.arange(n)})
 
     @torch.no_grad()
-    def select(self, prompt_text: str, candidates: Regions, *, references=None, threshold: float | None = None) -> Regions:
+    def select(self, prompt_text: str, candidates: Regions, *, references: Regions | None = None,
+               threshold: float | None = None) -> Regions:
         """RAS: the group of ``candidates`` matching ``prompt_text`` (possibly empty).
 
         Returns the selected candidates as `Regions` with ``scores`` = their selection probability
         and ``data["candidate_index"]`` = their indices in ``candidates``.
         """
-        self._require_image()
-        if self.model.kind != "ras":
-            raise ConfigError(f"select needs a RAS model, got a {self.model.kind!r} model")
+        self._require("select")
         if not isinstance(candidates, Regions):
             raise RegionLibError(f"candidates must be Regions, got {type(candidates).__name__}")
-        masks = self._masks(candidates, "candidates")
-        refs = None if references is None else self._masks(references, "references")
-        sample = self.model.prepare(self.image, prompt_text, masks, references=refs, features=self._cache)
-        sel = self.model.select([sample], threshold=threshold)[0]
+        batch = self.model.region_inputs(self.state, candidates, prompt_text, references=references)
+        sel = self.model.select(batch, threshold=threshold)[0]
         keep = np.zeros(len(candidates), dtype=bool)
         keep[sel.indices] = True
         return candidates[keep].with_fields(scores=sel.scores[keep], data={"candidate_index": sel.indices})

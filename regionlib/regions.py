@@ -21,8 +21,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .boxes import validate_boxes
-from .errors import DataFormatError, InvalidMaskError, RegionLibError
-from .masks import as_mask_batch, decode_rle, encode_rle, masks_to_boxes
+from .errors import DataFormatError, InvalidMaskError, RegionIndexError, RegionLibError
+from .masks import as_mask_batch, check_rle, decode_rle, encode_rle, masks_to_boxes, polygons_to_rle
 
 __all__ = ["Regions"]
 
@@ -30,8 +30,25 @@ _ROW_KEYS = ("id", "box_xyxy", "mask_rle", "score", "caption", "label", "image_h
 
 
 def _check_len(values, n: int, name: str):
-    if values is not None and len(values) != n:
-        raise RegionLibError(f"{name} must have one entry per region (N = {n}), got {len(values)}")
+    if values is None:
+        return
+    try:
+        length = len(values)
+    except TypeError as exc:
+        raise RegionLibError(f"{name} must be a sequence with one entry per region (N = {n}), "
+                             f"got {type(values).__name__}") from exc
+    if length != n:
+        raise RegionLibError(f"{name} must have one entry per region (N = {n}), got {length}")
+
+
+def _as_list(values, n: int, name: str) -> list:
+    """A per-region list field: a list, tuple or 1-d array of N entries (a str is refused, not split)."""
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        values = values.tolist()
+    if not isinstance(values, (list, tuple)):
+        raise RegionLibError(f"{name} must be a list of N = {n} entries, got {type(values).__name__}")
+    _check_len(values, n, name)
+    return list(values)
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,35 +73,45 @@ class Regions:
             raise RegionLibError(f"image_size must be positive (H, W), got {self.image_size!r}")
         set_ = object.__setattr__
         set_(self, "image_size", (h, w))
-        boxes = np.zeros((0, 4)) if len(self.boxes_xyxy) == 0 else self.boxes_xyxy
+        boxes = self.boxes_xyxy
+        if isinstance(boxes, (list, tuple, np.ndarray)) and len(boxes) == 0:
+            boxes = np.zeros((0, 4))
         set_(self, "boxes_xyxy", validate_boxes(boxes, "boxes_xyxy", image_size=(h, w)).reshape(-1, 4))
         n = len(self.boxes_xyxy)
         if self.masks_rle is not None:
-            _check_len(self.masks_rle, n, "masks_rle")
-            for i, r in enumerate(self.masks_rle):
-                if not isinstance(r, dict) or [int(s) for s in r.get("size", ())] != [h, w]:
-                    size = r.get("size") if isinstance(r, dict) else type(r).__name__
-                    raise InvalidMaskError(f"masks_rle[{i}] has size {size}, expected the image size [{h}, {w}]")
-            set_(self, "masks_rle", list(self.masks_rle))
+            rles = _as_list(self.masks_rle, n, "masks_rle")
+            for i, r in enumerate(rles):
+                check_rle(r, f"masks_rle[{i}]", image_size=(h, w))
+            set_(self, "masks_rle", rles)
         if self.scores is not None:
-            scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+            try:
+                scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError) as exc:
+                raise RegionLibError(f"scores must be N = {n} numbers: {exc}") from exc
             _check_len(scores, n, "scores")
             set_(self, "scores", scores)
         for name in ("captions", "labels"):
             values = getattr(self, name)
             if values is not None:
-                values = list(values)
-                _check_len(values, n, name)
+                values = _as_list(values, n, name)
                 for i, v in enumerate(values):
                     if not isinstance(v, str):
                         raise RegionLibError(f"{name}[{i}] must be str, got {type(v).__name__}")
                 set_(self, name, values)
         if self.ids is not None:
-            ids = list(self.ids)
-            _check_len(ids, n, "ids")
+            ids = _as_list(self.ids, n, "ids")
+            for i, v in enumerate(ids):
+                try:
+                    hash(v)
+                except TypeError as exc:
+                    raise RegionLibError(f"ids[{i}] must be hashable (an int or str id), got {type(v).__name__}") from exc
             set_(self, "ids", ids)
+        if not isinstance(self.data, Mapping):
+            raise RegionLibError(f"data must be a dict of per-region extras, got {type(self.data).__name__}")
         data = dict(self.data)
         for key, values in data.items():
+            if isinstance(values, (str, bytes)):
+                raise RegionLibError(f"data[{key!r}] must be a list or array of N = {n} entries, got str")
             _check_len(values, n, f"data[{key!r}]")
         set_(self, "data", data)
         set_(self, "_masks_cache", None)
@@ -133,7 +160,7 @@ class Regions:
         n = len(self)
         if isinstance(index, (int, np.integer)):
             if not -n <= index < n:
-                raise IndexError(f"region index {index} out of range for {n} regions")
+                raise RegionIndexError(f"region index {index} out of range for {n} regions")
             idx = np.array([index % n])
         elif isinstance(index, slice):
             idx = np.arange(n)[index]
@@ -145,7 +172,7 @@ class Regions:
                 idx = np.flatnonzero(arr)
             elif arr.dtype.kind in "iu" and arr.ndim == 1:
                 if arr.size and (arr.max() >= n or arr.min() < -n):
-                    raise IndexError(f"region index out of range for {n} regions")
+                    raise RegionIndexError(f"region index out of range for {n} regions")
                 idx = arr % n if n else arr
             else:
                 raise RegionLibError(f"index must be int, slice, bool array or int array, got {type(index).__name__}")
@@ -234,7 +261,10 @@ class Regions:
         masks (half-open), not taken from SAM's XYWH ``bbox``.
         """
         rles, masks = [], []
+        records = list(records)
         for i, r in enumerate(records):
+            if not isinstance(r, Mapping):
+                raise DataFormatError(f"records[{i}] must be a dict (a SAM mask record), got {type(r).__name__}")
             seg = r.get("segmentation")
             if isinstance(seg, dict):
                 rles.append(seg)
@@ -253,8 +283,8 @@ class Regions:
                 raise RegionLibError("image_size is required when records is empty")
             return cls.empty(image_size)
         data = {
-            "predicted_iou": np.array([float(r.get("predicted_iou", np.nan)) for r in records]),
-            "stability_score": np.array([float(r.get("stability_score", np.nan)) for r in records]),
+            "predicted_iou": _floats(records, "predicted_iou", "records"),
+            "stability_score": _floats(records, "stability_score", "records"),
             "point_coords": [r.get("point_coords") for r in records],
             "crop_box": [r.get("crop_box") for r in records],
         }
@@ -278,49 +308,56 @@ class Regions:
         """
         from pycocotools import mask as coco_mask
 
-        h, w = image_size
+        from .images import DEFAULT_MAX_PIXELS
+
+        try:
+            h, w = (int(v) for v in image_size)
+        except (TypeError, ValueError) as exc:
+            raise DataFormatError(f"{source}: image_size must be (H, W), got {image_size!r}") from exc
+        if h <= 0 or w <= 0 or h * w > DEFAULT_MAX_PIXELS:
+            raise DataFormatError(f"{source}: image size ({h}, {w}) must be positive with H*W <= "
+                                  f"max_pixels={DEFAULT_MAX_PIXELS}")
         rles, ids, cats, crowd = [], [], [], []
         for k, ann in enumerate(annotations):
-            ref = f"{source}: annotation id={ann.get('id', k)}"
+            if not isinstance(ann, Mapping):
+                raise DataFormatError(f"{source}: annotation {k} must be a JSON object, got {type(ann).__name__}")
+            ref = f"{source}: annotation id={ann.get('id', k)!r}"
             seg = ann.get("segmentation")
-            if isinstance(seg, list):
-                polys = [p for p in seg]
-                if not polys or any(not isinstance(p, (list, tuple)) or len(p) < 6 or len(p) % 2 for p in polys):
-                    raise DataFormatError(f"{ref}: each polygon needs >= 3 points (an even list of >= 6 numbers)")
-                rle = coco_mask.merge(coco_mask.frPyObjects([list(map(float, p)) for p in polys], h, w))
-            elif isinstance(seg, dict):
-                if [int(s) for s in seg.get("size", ())] != [h, w]:
-                    raise DataFormatError(f"{ref}: RLE size {seg.get('size')} differs from the image size [{h}, {w}]")
-                if isinstance(seg.get("counts"), list):
-                    if sum(seg["counts"]) != h * w:
-                        raise DataFormatError(f"{ref}: uncompressed RLE counts do not sum to H*W")
-                    rle = coco_mask.frPyObjects(seg, h, w)
+            try:
+                if isinstance(seg, list):
+                    rle = polygons_to_rle(seg, (h, w), "segmentation")
+                elif isinstance(seg, dict):
+                    rle = check_rle(seg, "segmentation", image_size=(h, w))
                 else:
-                    counts = seg["counts"]
-                    rle = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-            else:
-                raise DataFormatError(f"{ref}: 'segmentation' must be polygons or RLE, got {type(seg).__name__}")
+                    raise DataFormatError(f"{ref}: field 'segmentation' must be polygons or RLE, got {type(seg).__name__}")
+            except InvalidMaskError as exc:
+                raise DataFormatError(f"{ref}: {exc}") from exc
             if int(coco_mask.area(rle)) == 0:
                 raise DataFormatError(f"{ref}: the mask is empty")
+            iscrowd = ann.get("iscrowd", 0)
+            if iscrowd not in (0, 1):
+                raise DataFormatError(f"{ref}: field 'iscrowd' must be 0 or 1, got {iscrowd!r}")
             counts = rle["counts"]
             rles.append({"size": [h, w], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts})
             ids.append(ann.get("id", k))
             cats.append(ann.get("category_id"))
-            crowd.append(int(ann.get("iscrowd", 0)))
+            crowd.append(int(iscrowd))
         labels = None
         if categories is not None:
             labels = []
             for ann_id, c in zip(ids, cats):
-                if c not in categories:
+                if not isinstance(c, (int, str)) or c not in categories:
                     raise DataFormatError(f"{source}: annotation id={ann_id} has unknown category_id {c!r}")
                 labels.append(categories[c])
         if not rles:
-            return cls.empty(image_size)
-        boxes = _rle_boxes(rles)
-        return cls(
-            image_size=(h, w), boxes_xyxy=boxes, masks_rle=rles, labels=labels, ids=ids,
-            data={"category_id": cats, "iscrowd": np.array(crowd)},
-        )
+            return cls.empty((h, w))
+        try:
+            return cls(image_size=(h, w), boxes_xyxy=_rle_boxes(rles), masks_rle=rles, labels=labels, ids=ids,
+                       data={"category_id": cats, "iscrowd": np.array(crowd)})
+        except DataFormatError:
+            raise
+        except RegionLibError as exc:
+            raise DataFormatError(f"{source}: {exc}") from exc
 
     def to_rows(self) -> list[dict]:
         """One plain dict per region (JSON / Arrow friendly) for Ray Data and HF datasets.
@@ -349,17 +386,25 @@ class Regions:
     @classmethod
     def from_rows(cls, rows: Iterable[Mapping], *, image_size: tuple[int, int] | None = None) -> "Regions":
         """Inverse of `to_rows` (rows of one image; accepts Ray Data / HF dataset rows)."""
+        rows = list(rows)
+        for i, r in enumerate(rows):
+            if not isinstance(r, Mapping):
+                raise DataFormatError(f"rows[{i}] must be a dict (a row of Regions.to_rows), got {type(r).__name__}")
         rows = [dict(r) for r in rows]
         if not rows:
             if image_size is None:
                 raise RegionLibError("image_size is required when rows is empty")
             return cls.empty(image_size)
-        sizes = {(int(r["image_height"]), int(r["image_width"])) for r in rows}
+        for i, r in enumerate(rows):
+            missing = [k for k in _ROW_KEYS if k not in r]
+            if missing:
+                raise DataFormatError(f"rows[{i}] lacks keys {missing}")
+        try:
+            sizes = {(int(r["image_height"]), int(r["image_width"])) for r in rows}
+        except (TypeError, ValueError) as exc:
+            raise DataFormatError(f"rows: image_height and image_width must be integers ({exc})") from exc
         if len(sizes) != 1:
             raise DataFormatError(f"rows come from several image sizes {sorted(sizes)}; group them per image")
-        missing = [k for k in _ROW_KEYS if k not in rows[0]]
-        if missing:
-            raise DataFormatError(f"rows lack keys {missing}")
 
         def column(key):
             values = [r.get(key) for r in rows]
@@ -369,14 +414,22 @@ class Regions:
         data_keys = [k for k in rows[0] if k.startswith("data.")]
         return cls(
             image_size=sizes.pop(),
-            boxes_xyxy=np.array([r["box_xyxy"] for r in rows], dtype=np.float64),
+            boxes_xyxy=validate_boxes([r["box_xyxy"] for r in rows], "rows[*]['box_xyxy']"),
             masks_rle=column("mask_rle"),
-            scores=None if scores is None else np.array(scores, dtype=np.float64),
+            scores=scores,
             captions=column("caption"),
             labels=column("label"),
             ids=column("id"),
             data={k[5:]: [r[k] for r in rows] for k in data_keys},
         )
+
+
+def _floats(records, key: str, name: str) -> np.ndarray:
+    """``records[i][key]`` as float64 (NaN where absent); a non-number raises `DataFormatError`."""
+    try:
+        return np.array([float(r.get(key, np.nan)) for r in records], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataFormatError(f"{name}[*][{key!r}] must be numbers ({exc})") from exc
 
 
 def _rle_boxes(rles: list[dict]) -> np.ndarray:

@@ -40,8 +40,11 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError, InvalidMaskError, RegionLibError
-from ..focal import focal_prompt
+from ..focal import crop_boxes, crops_of, image_tensors, mask_tensors
+from ..masks import as_mask_batch, boxes_to_masks
+from ..regions import Regions
 from .checkpoint import RegionModel, register_kind
+from .interface import Captioner, ImageState, check_regions
 from .lm_head import LMConfig, LMHead, build_lm_head
 from .vision import NORMALISATION, VisionConfig, build_vision_encoder, run_block, vision_parts
 
@@ -133,21 +136,28 @@ class LocalizedBackbone(nn.Module):
     def width(self) -> int:
         return int(self.vision.config.hidden_size)
 
-    def embed(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Eq. 3-4: ``(B, 3, S, S)`` image, ``(B, 1, S, S)`` mask -> ``(B, n_prefix + N, D)`` tokens."""
+    def embed(self, image: torch.Tensor, mask: torch.Tensor, image_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Eq. 3-4: ``(N_img, 3, S, S)`` images, ``(B, 1, S, S)`` masks -> ``(B, n_prefix + N, D)`` tokens.
+
+        ``image_index`` ``(B,)`` names each mask's image (default: mask i on image i): ``E_I(I) + P``
+        runs once per image, ``E_M(M)`` once per mask.
+        """
         parts = vision_parts(self.vision)
         tokens = parts.embeddings(image)
+        if image_index is not None:
+            tokens = tokens[image_index]
         m = self.mask_embed(mask.to(tokens.dtype)).flatten(2).transpose(1, 2)  # (B, N, D)
         tokens = torch.cat([tokens[:, : self.n_prefix], tokens[:, self.n_prefix:] + m], dim=1)
         return parts.pre_norm(tokens)
 
-    def encode(self, image: torch.Tensor, mask: torch.Tensor, context: Sequence[torch.Tensor] | None = None):
+    def encode(self, image: torch.Tensor, mask: torch.Tensor, context: Sequence[torch.Tensor] | None = None,
+               image_index: torch.Tensor | None = None):
         """Blocks up to the feature layer; with ``context`` (per-block global tokens) the adapters run.
 
         Returns ``(features (B, n_prefix + N, D), per-block outputs)``.
         """
         blocks = vision_parts(self.vision).blocks
-        h = self.embed(image, mask)
+        h = self.embed(image, mask, image_index)
         per_block = []
         for i in range(self.depth):
             h = run_block(blocks[i], h)
@@ -165,29 +175,37 @@ class LocalizedBackbone(nn.Module):
             raise error(f"{name} must be (B, {channels}, {s}, {s}) (or (B, T, {channels}, {s}, {s}) for video), "
                         f"got {tuple(t.shape)}")
 
-    def forward(self, full_image=None, full_mask=None, crop_image=None, crop_mask=None) -> torch.Tensor:
+    def forward(self, full_image=None, full_mask=None, crop_image=None, crop_mask=None, image_index=None) -> torch.Tensor:
         """Region tokens for the LLM.
 
         Args (normalised images in {S x S}, masks in {-1, +1}; a leading frame axis T for video):
-            full_image ``(B, [T,] 3, S, S)``, full_mask ``(B, [T,] 1, S, S)``,
-            crop_image ``(B, [T,] 3, S, S)``, crop_mask ``(B, [T,] 1, S, S)``.
+            full_image ``(N_img, [T,] 3, S, S)`` (with ``image_index``) or ``(B, [T,] 3, S, S)``,
+            full_mask ``(B, [T,] 1, S, S)``, crop_image ``(B, [T,] 3, S, S)``, crop_mask ``(B, [T,] 1, S, S)``,
+            image_index ``(B,)``: the image of each region (images only, not video).
         Returns:
             ``(B, T * N_tokens, D)`` (concat variants: global then regional tokens per frame).
         """
         spec = self.spec
         needed = []
         if spec.global_pass:
-            needed += [("full_image", full_image, 3), ("full_mask", full_mask, 1)]
+            needed += [("full_mask", full_mask, 1), ("full_image", full_image, 3)]
         if spec.crop_mode is not None:
-            needed += [("crop_image", crop_image, 3), ("crop_mask", crop_mask, 1)]
+            needed += [("crop_mask", crop_mask, 1), ("crop_image", crop_image, 3)]
         for name, t, c in needed:
             self._check(name, t, c)
         ref = needed[0][1]
         video = ref.ndim == 5
         b = ref.shape[0]
-        shapes = {t.shape[: ref.ndim - 3] for _, t, _ in needed}
+        per_region = [(name, t) for name, t, _ in needed if not (name == "full_image" and image_index is not None)]
+        shapes = {t.shape[: ref.ndim - 3] for _, t in per_region}
         if len(shapes) != 1:
             raise RegionLibError(f"inputs disagree on the batch / frame axes: {sorted(shapes)}")
+        if image_index is not None:
+            if video or image_index.shape != (b,):
+                raise RegionLibError(f"image_index must be ({b},) for image (not video) inputs, "
+                                     f"got {tuple(image_index.shape)}")
+            if full_image is not None and (int(image_index.min()) < 0 or int(image_index.max()) >= full_image.shape[0]):
+                raise RegionLibError(f"image_index must index the {full_image.shape[0]} images of full_image")
 
         def flat(t):
             return t.flatten(0, 1) if video else t
@@ -195,7 +213,7 @@ class LocalizedBackbone(nn.Module):
         if not spec.global_pass:
             out = self.encode(flat(crop_image), flat(crop_mask))[0]
         else:
-            z, per_block = self.encode(flat(full_image), flat(full_mask))
+            z, per_block = self.encode(flat(full_image), flat(full_mask), image_index=image_index)
             if spec.crop_mode is None:
                 out = z
             elif spec.fusion == "concat":
@@ -229,8 +247,13 @@ class DAMConfig:
 
 
 @register_kind("dam")
-class DAM(RegionModel):
-    """Localized backbone -> projector -> `LMHead`. Inputs are dicts of focal-prompt tensors (`prepare`)."""
+class DAM(Captioner, RegionModel):
+    """Localized backbone -> projector -> `LMHead`, behind the region-model interface (`interface`).
+
+    ``encode_image`` resizes and normalises the full image once (the global pass itself embeds each
+    region's mask, ``E_I(I) + E_M(M)``, so the encoder runs per region); ``region_inputs`` builds each
+    region's full-image mask and its (focal) crop and crop mask at the encoder's size.
+    """
 
     config_class = DAMConfig
 
@@ -238,47 +261,72 @@ class DAM(RegionModel):
         super().__init__()
         self.config, self.backbone, self.projector, self.lm_head = config, backbone, projector, lm_head
 
-    # ---------------------------------------------------------------- inputs
     @property
     def crop_mode(self) -> str:
         return VARIANTS[self.config.variant].crop_mode or "full"
 
-    def prepare(self, image, masks) -> dict[str, torch.Tensor]:
-        """Focal-prompt tensors (`regionlib.focal.focal_prompt`, crop mode of the variant, the encoder's
-        size and normalisation) of the N regions ``masks`` ``(N, H, W)`` of one image: ``full_image``
-        ``(N, 3, S, S)``, ``full_mask`` ``(N, 1, S, S)``, ``crop_image``, ``crop_mask``."""
-        mean, std = NORMALISATION[self.config.vision.arch]
-        s = self.backbone.image_size
-        fp = focal_prompt(image, masks, mode=self.crop_mode, size=(s, s), expansion=self.config.focal_expansion,
-                          min_size=self.config.focal_min_size, mean=mean, std=std)
-        full = fp.full_image_tensor
-        n = fp.mask_tensor.shape[0]
-        dev = self.lm_head.device
-        return {"full_image": full.expand(n, -1, -1, -1).to(dev), "full_mask": fp.full_mask_tensor.to(dev),
-                "crop_image": fp.image_tensor.to(dev), "crop_mask": fp.mask_tensor.to(dev)}
+    @property
+    def device(self) -> torch.device:
+        return self.lm_head.device
 
-    def prepare_video(self, frames: Sequence, masks: Sequence) -> dict[str, torch.Tensor]:
+    # ---------------------------------------------------------------- inputs
+    def _normalisation(self) -> dict:
+        mean, std = NORMALISATION[self.config.vision.arch]
+        return {"mean": mean, "std": std}
+
+    def _size(self) -> tuple[int, int]:
+        return self.backbone.image_size, self.backbone.image_size
+
+    def encode_image(self, image) -> ImageState:
+        """The normalised full image ``full_image`` ``(1, 3, S, S)`` (variants with a global pass)."""
+        state = ImageState.of(image)
+        if self.backbone.spec.global_pass:
+            state.tensors["full_image"] = image_tensors([state.image], self._size(), **self._normalisation()).to(self.device)
+        return state
+
+    def region_inputs(self, state: ImageState, regions: Regions, prompts=None) -> dict:
+        """Inputs of the N ``regions`` (their masks; boxes as box masks): ``full_image`` ``(1, 3, S, S)``,
+        ``image_index`` ``(N,)``, ``full_mask`` ``(N, 1, S, S)``, ``crop_image`` ``(N, 3, S, S)``,
+        ``crop_mask`` ``(N, 1, S, S)`` (per the variant), ``targets`` = the regions' captions."""
+        if prompts is not None:
+            raise ConfigError("DAM's prompt is its LM template (LMConfig.template); prompts must be None")
+        check_regions(state, regions)
+        masks = regions.masks if regions.has_masks else boxes_to_masks(regions.boxes_xyxy, state.size)
+        masks = as_mask_batch(masks, "regions.masks", image_size=state.size)
+        spec, size, dev = self.backbone.spec, self._size(), self.device
+        batch: dict = {"image_index": torch.zeros(len(masks), dtype=torch.long, device=dev),
+                       "targets": None if regions.captions is None else list(regions.captions)}
+        if spec.global_pass:
+            batch["full_image"] = state.tensors["full_image"]
+            batch["full_mask"] = mask_tensors(masks, size).to(dev)
+        if spec.crop_mode is not None:
+            boxes = crop_boxes(masks, spec.crop_mode, expansion=self.config.focal_expansion,
+                               min_size=self.config.focal_min_size)
+            crops, crop_masks = crops_of(state.image, masks, boxes, spec.crop_mode)
+            batch["crop_image"] = image_tensors(crops, size, **self._normalisation()).to(dev)
+            batch["crop_mask"] = mask_tensors(crop_masks, size).to(dev)
+        return batch
+
+    def video_inputs(self, frames: Sequence, masks: Sequence) -> dict:
         """T frames ``(H, W, 3)`` with one region's T masks ``(H, W)`` -> inputs with a frame axis ``(1, T, ...)``."""
         if len(frames) != len(masks) or not frames:
             raise RegionLibError(f"frames and masks must be equally long and non-empty, got {len(frames)} and {len(masks)}")
-        per = [self.prepare(f, np.asarray(m)[None]) for f, m in zip(frames, masks)]
-        return {k: torch.stack([p[k][0] for p in per])[None] for k in per[0]}
+        per = []
+        for f, m in zip(frames, masks):
+            state = self.encode_image(f)
+            per.append(self.region_inputs(state, Regions.from_masks(np.asarray(m)[None])))
+        keys = [k for k in ("full_image", "full_mask", "crop_image", "crop_mask") if k in per[0]]
+        return {**{k: torch.stack([p[k][0] for p in per])[None] for k in keys}, "targets": None}
 
     # ---------------------------------------------------------------- model
-    def prefix(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def prefix(self, batch: dict) -> torch.Tensor:
         """Visual prefix ``(B, T * N, D_lm)``."""
-        return self.projector(self.backbone(**{k: inputs.get(k) for k in ("full_image", "full_mask", "crop_image", "crop_mask")}))
+        keys = ("full_image", "full_mask", "crop_image", "crop_mask", "image_index")
+        return self.projector(self.backbone(**{k: batch.get(k) for k in keys}))
 
-    def loss(self, inputs: dict, captions: Sequence[str], *, label_smoothing: float | None = None) -> torch.Tensor:
-        return self.lm_head.loss(self.prefix(inputs), captions, label_smoothing=label_smoothing)
-
-    @torch.no_grad()
-    def generate(self, inputs: dict, **kwargs) -> list[str]:
-        return self.lm_head.generate(self.prefix(inputs), **kwargs)
-
-    def caption(self, image, masks, **kwargs) -> list[str]:
-        """One-shot (uncached) captions of the N regions ``masks`` ``(N, H, W)`` of ``image``."""
-        return self.generate(self.prepare(image, masks), **kwargs)
+    def contexts(self, batch: dict) -> tuple[torch.Tensor, None]:
+        """The prefix in the LM's template: ``(B, L, D)`` (equal lengths, no padding)."""
+        return self.lm_head.contexts(self.prefix(batch)), None
 
 
 def build_dam(config: DAMConfig, tokenizer, *, load_weights: bool = True) -> DAM:

@@ -24,9 +24,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError, DataFormatError, RegionLibError
-from ..images import to_rgb_uint8
-from ..masks import as_mask_batch
+from ..masks import boxes_to_masks
+from ..regions import Regions
 from .checkpoint import RegionModel, register_kind
+from .interface import Captioner, ImageState, check_regions
 from .dam import build_projector
 from .lm_head import LMConfig, LMHead, build_lm_head
 from .mask_tokens import FeatureEncoders, MaskTokenizer
@@ -89,8 +90,10 @@ class PooledCaptionerConfig:
 
 
 @register_kind("pooled")
-class PooledCaptioner(RegionModel):
-    """Image tokens + pooled mask tokens -> LM (see the module docstring)."""
+class PooledCaptioner(Captioner, RegionModel):
+    """Image tokens + pooled mask tokens -> LM (see the module docstring), behind the region-model
+    interface: ``encode_image`` caches the frozen encoder's patch grids ``features`` (a tuple of
+    ``(1, C_k, g_k, g_k)``); ``region_inputs`` pools them inside each mask."""
 
     config_class = PooledCaptionerConfig
 
@@ -106,32 +109,41 @@ class PooledCaptioner(RegionModel):
         self.ground_proj = nn.Linear(d, d)
 
     # ---------------------------------------------------------------- inputs
-    def image_features(self, image) -> list[torch.Tensor]:
-        """The cacheable part: the frozen encoder's patch grid(s) of ``image``."""
-        return self.encoders(image)
+    @torch.no_grad()
+    def encode_image(self, image) -> ImageState:
+        """The frozen encoder's patch grid(s) of ``image``: ``features`` = tuple of ``(1, C_k, g_k, g_k)``."""
+        state = ImageState.of(image)
+        state.tensors["features"] = tuple(f[None] for f in self.encoders(state.image))
+        return state
 
-    def prepare(self, image, masks, *, features=None) -> dict:
-        """``masks`` ``(N, H, W)`` (or `Regions`) of ``image``: the image features (computed unless given)
-        and the masks' pooled features ``(N, F)``."""
-        size = to_rgb_uint8(image, "image").shape[:2]
-        m = as_mask_batch(getattr(masks, "masks", masks), "masks", image_size=size)
-        if len(m) == 0:
-            raise RegionLibError("masks must hold at least one mask")
-        feats = features if features is not None else self.image_features(image)
-        return {"features": feats, "mask_features": self.mask_tokenizer.pooled_features(feats, m)}
+    def region_inputs(self, state: ImageState, regions: Regions, prompts=None) -> dict:
+        """The N ``regions``' masks pooled from the cached features: ``mask_features`` ``(N, F)``,
+        ``features`` (per image), ``image_index`` ``(N,)``, ``targets`` = the regions' captions."""
+        if prompts is not None:
+            raise ConfigError("the pooled captioner's prompt is PooledCaptionerConfig.region_prompt; prompts must be None")
+        check_regions(state, regions)
+        masks = regions.masks if regions.has_masks else boxes_to_masks(regions.boxes_xyxy, state.size)
+        feats = state.tensors["features"]
+        pooled = self.mask_tokenizer.pooled_features([f[0] for f in feats], masks, image_size=state.size)
+        return {"features": feats, "mask_features": pooled,
+                "image_index": torch.zeros(len(masks), dtype=torch.long, device=pooled.device),
+                "targets": None if regions.captions is None else list(regions.captions)}
 
-    def _image_tokens(self, features) -> torch.Tensor:
-        return self.image_proj(features[0].flatten(1).transpose(0, 1))  # (g*g, D)
+    def _image_tokens(self, features, index: int = 0) -> torch.Tensor:
+        return self.image_proj(features[0][index].flatten(1).transpose(0, 1))  # (g*g, D)
 
-    def region_contexts(self, batch: dict) -> torch.Tensor:
-        """``(N, L, D)``: one context per mask of ``batch``."""
-        img = self._image_tokens(batch["features"])
-        tokens = self.mask_tokenizer(batch["mask_features"])
-        role = self.lm_head.embed_ids([self.mask_id])
-        return torch.stack([self.lm_head.sequence([img, role, t[None], " " + self.config.region_prompt]) for t in tokens])
+    def contexts(self, batch: dict) -> tuple[torch.Tensor, None]:
+        """``(B, L, D)``: per region, its image's tokens, the mask role token, its mask token, the prompt."""
+        f0 = batch["features"][0]  # (N_img, C, g, g)
+        img = self.image_proj(f0.flatten(2).transpose(1, 2))[batch["image_index"]]  # (B, g*g, D)
+        tokens = self.mask_tokenizer(batch["mask_features"])[:, None]  # (B, 1, D)
+        b = tokens.shape[0]
+        role = self.lm_head.embed_ids([self.mask_id]).to(tokens.dtype)[None].expand(b, -1, -1)
+        text = self.lm_head.sequence([" " + self.config.region_prompt]).to(tokens.dtype)[None].expand(b, -1, -1)
+        return torch.cat([img.to(tokens.dtype), role, tokens, text], dim=1), None
 
     def grounded_context(self, batch: dict) -> tuple[torch.Tensor, list[int]]:
-        """``(L, D)`` context with all K masks, and the positions of the K mask tokens."""
+        """``(L, D)`` context with all K masks of a one-image batch, and the positions of the K mask tokens."""
         img = self._image_tokens(batch["features"])
         tokens = self.mask_tokenizer(batch["mask_features"])
         role = self.lm_head.embed_ids([self.mask_id])
@@ -142,19 +154,6 @@ class PooledCaptioner(RegionModel):
             n += 2
         parts.append(" " + self.config.grounded_prompt)
         return self.lm_head.sequence(parts), positions
-
-    # ---------------------------------------------------------------- region captioning
-    def loss(self, batch: dict, captions: Sequence[str], *, label_smoothing: float | None = None) -> torch.Tensor:
-        out, labels = self.lm_head.teacher_forced(self.region_contexts(batch), None, captions)
-        return self.lm_head.token_loss(out.logits, labels, label_smoothing)
-
-    @torch.no_grad()
-    def generate(self, batch: dict, **kwargs) -> list[str]:
-        return [self.lm_head.decode(x) for x in self.lm_head.generate_ids(self.region_contexts(batch), **kwargs)]
-
-    def caption(self, image, masks, **kwargs) -> list[str]:
-        """One-shot (uncached) region captions."""
-        return self.generate(self.prepare(image, masks), **kwargs)
 
     # ---------------------------------------------------------------- grounded captioning
     def _grounding_logits(self, hidden: torch.Tensor, seg_pos: list[int], mask_pos: list[int]) -> torch.Tensor:

@@ -24,9 +24,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError, RegionLibError
-from ..images import to_rgb_uint8
-from ..masks import as_mask_batch
+from ..regions import Regions
 from .checkpoint import RegionModel, register_kind
+from .interface import ImageState, RegionOutput, check_regions
 from .lm_head import LMConfig, LMHead, build_lm_head
 from .mask_tokens import FeatureEncoders, MaskTokenizer
 from .vision import VisionConfig
@@ -87,28 +87,45 @@ class RAS(RegionModel):
         self.image_proj = nn.Linear(encoders.dims[0], lm_head.width) if config.image_tokens else None
         self.head = SelectionHead(lm_head.width)
 
-    def image_features(self, image) -> list[torch.Tensor]:
-        """The expensive, cacheable part: every encoder's patch grid of ``image``."""
-        return self.encoders(image)
+    @torch.no_grad()
+    def encode_image(self, image) -> ImageState:
+        """The expensive, cacheable part: every encoder's patch grid, ``features`` = tuple of ``(1, C_k, g_k, g_k)``."""
+        state = ImageState.of(image)
+        state.tensors["features"] = tuple(f[None] for f in self.encoders(state.image))
+        return state
 
-    def prepare(self, image, prompt: str, candidates, *, references=None, features=None) -> dict:
-        """One sample: ``candidates`` ``(N, H, W)`` masks (or `Regions`), optional ``references`` ``(M, H, W)``.
-
-        Holds the image ``features`` and the masks' pooled features (frozen encoders: computed once here).
-        """
-        size = to_rgb_uint8(image, "image").shape[:2]
-        if not isinstance(prompt, str):
-            raise RegionLibError(f"prompt must be a str, got {type(prompt).__name__}")
-        cands = as_mask_batch(getattr(candidates, "masks", candidates), "candidates", image_size=size)
-        if len(cands) == 0:
-            raise RegionLibError("candidates must hold at least one mask")
+    def region_inputs(self, state: ImageState, regions: Regions, prompts: str = "", *,
+                      references: Regions | None = None) -> dict:
+        """One sample: the referring text ``prompts`` over the candidate masks ``regions`` (optional
+        ``references``: the prompt's reference masks). The masks' pooled features are computed here
+        (frozen encoders). Targets: ``regions.data["selected"]`` (bool per candidate) when present.
+        Returns ``{"samples": [sample]}``; `collate` joins samples of several images."""
+        if not isinstance(prompts, str):
+            raise RegionLibError(f"prompts must be the referring text (a str), got {type(prompts).__name__}")
+        check_regions(state, regions, need_masks=True)
+        feats = [f[0] for f in state.tensors["features"]]
+        tok = self.mask_tokenizer
         refs = None
         if references is not None:
-            refs = as_mask_batch(getattr(references, "masks", references), "references", image_size=size)
-        feats = features if features is not None else self.image_features(image)
-        tok = self.mask_tokenizer
-        return {"features": feats, "prompt": prompt, "candidates": tok.pooled_features(feats, cands),
-                "references": None if refs is None else tok.pooled_features(feats, refs)}
+            check_regions(state, references, need_masks=True)
+            refs = tok.pooled_features(feats, references.masks, image_size=state.size)
+        selected = regions.data.get("selected")
+        sample = {"features": feats, "prompt": prompts,
+                  "candidates": tok.pooled_features(feats, regions.masks, image_size=state.size), "references": refs}
+        return {"samples": [sample], "targets": None if selected is None else [np.asarray(selected, dtype=bool)]}
+
+    def collate(self, batches: Sequence[dict]) -> dict:
+        targets = [b["targets"] for b in batches]
+        return {"samples": [s for b in batches for s in b["samples"]],
+                "targets": None if any(t is None for t in targets) else [t for ts in targets for t in ts]}
+
+    def forward(self, batch: dict) -> RegionOutput:
+        """Selection logits of every sample (concatenated) and, with targets, the weighted BCE."""
+        logits = self.logits(batch["samples"])
+        out = RegionOutput(logits=torch.cat(logits))
+        if batch.get("targets") is not None:
+            out.loss = self.loss(batch["samples"], batch["targets"], logits=logits)
+        return out
 
     def _sequence(self, sample: dict) -> tuple[torch.Tensor, list[int]]:
         """Embedded sequence ``(L, D)`` of one sample and the positions of its candidate tokens."""
@@ -146,11 +163,11 @@ class RAS(RegionModel):
             result.append(self.head(hidden[i, [offset + p for p in pos]]))
         return result
 
-    def loss(self, samples: Sequence[dict], targets: Sequence) -> torch.Tensor:
+    def loss(self, samples: Sequence[dict], targets: Sequence, *, logits: list[torch.Tensor] | None = None) -> torch.Tensor:
         """BCE with ``pos_weight`` over all candidates; ``targets``: per sample the selected indices (or a bool vector)."""
         if len(targets) != len(samples):
             raise RegionLibError(f"targets must hold one entry per sample ({len(samples)}), got {len(targets)}")
-        logits = self.logits(samples)
+        logits = self.logits(samples) if logits is None else logits
         labels = []
         for i, (lg, t) in enumerate(zip(logits, targets)):
             t = np.asarray(t)
@@ -168,11 +185,11 @@ class RAS(RegionModel):
         return F.binary_cross_entropy_with_logits(torch.cat(logits), torch.cat(labels), pos_weight=pw)
 
     @torch.no_grad()
-    def select(self, samples: Sequence[dict], *, threshold: float | None = None) -> list[Selection]:
-        """The selected group of every sample (candidates with sigmoid score > ``threshold``)."""
+    def select(self, batch: dict, *, threshold: float | None = None) -> list[Selection]:
+        """The selected group of every sample of ``batch`` (candidates with sigmoid score > ``threshold``)."""
         th = self.config.threshold if threshold is None else threshold
         out = []
-        for lg in self.logits(samples):
+        for lg in self.logits(batch["samples"]):
             s = torch.sigmoid(lg.float()).cpu().numpy()
             out.append(Selection(np.flatnonzero(s > th), s))
         return out

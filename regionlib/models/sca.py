@@ -35,14 +35,16 @@ from segment_anything.modeling import Sam, TwoWayTransformer
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from ..errors import ConfigError, InvalidPromptError
-from ..images import to_rgb_uint8
 from ..prompts import Prompt
 from ..sam import build_sam
+from ..regions import Regions
 from .checkpoint import RegionModel, register_kind
 from .dam import build_projector
+from .interface import Captioner, ImageState, RegionOutput, check_regions
 from .lm_head import LMConfig, LMHead, build_lm_head
 
-__all__ = ["MIXER_INPUTS", "SCAConfig", "SCA", "SCAOutput", "DecoderState", "build_sca", "sca_trainable_parameters"]
+__all__ = ["MIXER_INPUTS", "SCA_PROMPTS", "SCAConfig", "SCA", "SCAOutput", "DecoderState", "build_sca",
+           "sca_prompts", "sca_trainable_parameters"]
 
 MIXER_INPUTS = ("queries+sam-tokens", "queries+raw-tokens", "sam-tokens", "roi-align")
 
@@ -94,12 +96,13 @@ class SCAOutput:
 
 
 @register_kind("sca")
-class SCA(RegionModel):
-    """Frozen SAM + text feature mixer + `LMHead`.
+class SCA(Captioner, RegionModel):
+    """Frozen SAM + text feature mixer + `LMHead`, behind the region-model interface (`interface`).
 
-    Batches (`prepare`): ``image_embeddings`` ``(N_img, C, h, w)``, ``image_index`` ``(B,)``, and either
+    ``encode_image``: SAM's image embedding (the frozen ViT, once per image). Batches
+    (``region_inputs``): ``image_embeddings`` ``(N_img, C, h, w)``, ``image_index`` ``(B,)``, and either
     ``boxes`` ``(B, 4)`` or ``points`` ``(B, K, 2)`` + ``point_labels`` ``(B, K)`` in SAM's input frame
-    (after ``ResizeLongestSide``).
+    (after ``ResizeLongestSide``), ``targets``.
     """
 
     config_class = SCAConfig
@@ -132,11 +135,12 @@ class SCA(RegionModel):
 
     # ---------------------------------------------------------------- image and prompt inputs
     @torch.no_grad()
-    def embed_image(self, image) -> tuple[torch.Tensor, tuple[int, int]]:
-        """SAM's image embedding ``(1, C, h, w)`` of one image and its original ``(H, W)``."""
-        rgb = to_rgb_uint8(image, "image")
-        x = torch.as_tensor(self.transform.apply_image(rgb), device=self.device).permute(2, 0, 1)[None].float()
-        return self.sam.image_encoder(self.sam.preprocess(x)), rgb.shape[:2]
+    def encode_image(self, image) -> ImageState:
+        """SAM's image embedding ``image_embeddings`` ``(1, C, h, w)`` of one image."""
+        state = ImageState.of(image)
+        x = torch.as_tensor(self.transform.apply_image(state.image), device=self.device).permute(2, 0, 1)[None].float()
+        state.tensors["image_embeddings"] = self.sam.image_encoder(self.sam.preprocess(x))
+        return state
 
     @property
     def device(self) -> torch.device:
@@ -168,14 +172,19 @@ class SCA(RegionModel):
             out["point_labels"] = torch.as_tensor(np.stack([p.point_labels for p in prompts]), device=self.device)
         return out
 
-    def prepare(self, image, prompts: Sequence[Prompt], *, image_embedding: torch.Tensor | None = None) -> dict:
-        """Inputs for ``prompts`` on ``image`` (the embedding may be passed pre-computed, e.g. cached)."""
-        size = to_rgb_uint8(image, "image").shape[:2]
-        if image_embedding is None:
-            image_embedding, size = self.embed_image(image)
-        batch = self.prompt_batch(prompts, size)
-        batch["image_embeddings"] = image_embedding
-        batch["image_index"] = torch.zeros(len(prompts), dtype=torch.long, device=self.device)
+    def region_inputs(self, state: ImageState, regions: Regions, prompts="box", *, seed: int = 0) -> dict:
+        """Inputs of the N ``regions``: each prompted by ``prompts`` — a kind of `sca_prompts`
+        (``"box"``: the tight box; ``"cpb"`` / ``"rpb"`` / ``"rpm"``: one pseudo-point, seeded) or N
+        explicit `Prompt`s — with the cached embedding; ``targets`` = the regions' captions."""
+        check_regions(state, regions)
+        if isinstance(prompts, str):
+            prompts = sca_prompts(regions, prompts, seed=seed)
+        if len(prompts) != len(regions):
+            raise InvalidPromptError(f"prompts must hold one Prompt per region ({len(regions)}), got {len(prompts)}")
+        batch = self.prompt_batch(list(prompts), state.size)
+        batch["image_embeddings"] = state.tensors["image_embeddings"]
+        batch["image_index"] = torch.zeros(len(regions), dtype=torch.long, device=self.device)
+        batch["targets"] = None if regions.captions is None else list(regions.captions)
         return batch
 
     # ---------------------------------------------------------------- the frozen decoder
@@ -226,7 +235,7 @@ class SCA(RegionModel):
                 out[i] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float() * scale
         return out
 
-    def forward(self, image_embeddings, image_index, *, boxes=None, points=None, point_labels=None) -> SCAOutput:
+    def run(self, image_embeddings, image_index, *, boxes=None, points=None, point_labels=None) -> SCAOutput:
         """Masks and caption prefix for B prompts (see the class docstring for the inputs)."""
         state = self.decode(image_embeddings, image_index, boxes=boxes, points=points, point_labels=point_labels)
         mode = self.config.mixer_inputs
@@ -258,32 +267,51 @@ class SCA(RegionModel):
         prefix = torch.cat([self.task_tokens[None].expand(n, -1, -1).to(visual.dtype), visual], dim=1)
         return SCAOutput(prefix, state.low_res_masks, state.iou)
 
-    def _forward(self, batch: dict) -> SCAOutput:
+    def _run(self, batch: dict) -> SCAOutput:
         keys = ("boxes", "points", "point_labels")
-        return self(batch["image_embeddings"], batch["image_index"], **{k: batch.get(k) for k in keys})
+        return self.run(batch["image_embeddings"], batch["image_index"], **{k: batch.get(k) for k in keys})
 
-    def prefix(self, batch: dict) -> torch.Tensor:
-        return self._forward(batch).prefix
+    def contexts(self, batch: dict) -> tuple[torch.Tensor, None]:
+        """Task tokens + mixed queries in the LM's template: ``(B, L, D)``."""
+        return self.lm_head.contexts(self._run(batch).prefix), None
 
-    def loss(self, batch: dict, captions: Sequence[str], *, label_smoothing: float | None = None) -> torch.Tensor:
-        return self.lm_head.loss(self.prefix(batch), captions, label_smoothing=label_smoothing)
-
-    @torch.no_grad()
-    def generate(self, batch: dict, **kwargs) -> list[str]:
-        return self.lm_head.generate(self.prefix(batch), **kwargs)
+    def forward(self, batch: dict, *, label_smoothing: float | None = None) -> RegionOutput:
+        """One pass: SAM's masks and IoU, the caption prefix, and the loss when ``batch`` has targets."""
+        out = self._run(batch)
+        result = RegionOutput(prefix=out.prefix, low_res_masks=out.low_res_masks, iou=out.iou)
+        if batch.get("targets") is not None:
+            lm_out, labels = self.lm_head.teacher_forced(self.lm_head.contexts(out.prefix), None, batch["targets"])
+            result.loss = self.lm_head.token_loss(lm_out.logits, labels, label_smoothing)
+            result.logits = lm_out.logits
+        return result
 
     @torch.no_grad()
     def segment_and_caption(self, batch: dict, original_size: tuple[int, int], **kwargs):
         """One pass: ``(masks (B, H, W) bool at the original size, predicted IoU (B,), captions)``."""
-        out = self._forward(batch)
+        out = self._run(batch)
         input_size = self.transform.get_preprocess_shape(original_size[0], original_size[1], self.transform.target_length)
         masks = self.sam.postprocess_masks(out.low_res_masks[:, None], input_size, tuple(original_size))[:, 0]
-        captions = self.lm_head.generate(out.prefix, **kwargs)
-        return (masks > self.sam.mask_threshold).cpu().numpy(), out.iou.float().cpu().numpy(), captions
+        captions = [self.lm_head.decode(ids) for ids in self.lm_head.generate_ids(self.lm_head.contexts(out.prefix),
+                                                                                  **kwargs)]
+        return masks > self.sam.mask_threshold, out.iou.float(), captions
 
-    def caption_regions(self, image, prompts: Sequence[Prompt], **kwargs) -> list[str]:
-        """One-shot (uncached) captions of ``prompts`` on ``image``."""
-        return self.generate(self.prepare(image, prompts), **kwargs)
+
+SCA_PROMPTS = ("box", "cpb", "rpb", "rpm")
+
+
+def sca_prompts(regions: Regions, kind: str = "box", *, seed: int = 0) -> list[Prompt]:
+    """SCA's prompt of each region (seed 000 Tab. 7): its tight box, or one positive point — the box
+    centre (CPB), a random point in the box (RPB) or a random mask pixel (RPM), seeded."""
+    from ..prompts import cpb_points, rpb_points, rpm_points
+
+    boxes = regions.boxes_xyxy
+    if kind == "box":
+        return [Prompt(box_xyxy=b) for b in boxes]
+    points = {"cpb": lambda: cpb_points(boxes), "rpb": lambda: rpb_points(boxes, seed=seed),
+              "rpm": lambda: rpm_points(regions.masks, seed=seed)}
+    if kind not in points:
+        raise ConfigError(f"prompt must be one of {SCA_PROMPTS}, got {kind!r}")
+    return [Prompt(points_xy=[p], point_labels=[1]) for p in points[kind]()]
 
 
 def build_sca(config: SCAConfig, tokenizer, *, load_weights: bool = True) -> SCA:

@@ -113,8 +113,10 @@ def test_captioner_similarity_is_the_phrase_log_probability(photo):
     model = create_model("tiny-dam").eval()
     masks = _two_regions(photo)
     s = CaptionerSimilarity(model)(photo, masks, ["a red circle", "a blue square"])
-    prefix = model.prefix(model.prepare(photo, masks))
-    expected = model.lm_head.mean_log_prob(prefix, ["a blue square"] * 2).numpy()
+    from regionlib.regions import Regions
+
+    batch = model.region_inputs(model.encode_image(photo), Regions.from_masks(masks))
+    expected = model.lm_head.mean_log_prob(model.prefix(batch), ["a blue square"] * 2).numpy()
     np.testing.assert_allclose(s[1], expected, atol=1e-5)
     assert np.all(s < 0)
 

@@ -30,7 +30,11 @@ def rect_mask(h, w, x0, y0, x1, y1) -> np.ndarray:
 
 
 class CocoFixture:
-    """Two images (40x60 and 30x50) with a polygon, a compressed RLE and a crowd (uncompressed) RLE."""
+    """Two images (40x60 and 30x50) with a polygon, a compressed RLE and a crowd (uncompressed) RLE.
+
+    COCO: ``<root>/images/<file_name>``. LVIS v1 (its documented layout): no ``file_name``, the image
+    comes from ``coco_url`` and lives under the COCO root in its split folder: image 1 in
+    ``train2017/``, image 7 in ``val2017/`` (LVIS val draws on both COCO splits)."""
 
     def __init__(self, root: Path, *, lvis: bool = False):
         self.root = root
@@ -43,12 +47,13 @@ class CocoFixture:
             {"size": [30, 50], "counts": self._uncompressed(crowd)}, 30, 50)
         assert coco_mask.decode(crowd_counts).astype(bool).tolist() == crowd.tolist()
         images = [{"id": 1, "height": 40, "width": 60}, {"id": 7, "height": 30, "width": 50}]
-        for img in images:
+        for img, split in zip(images, ("train2017", "val2017")):
             name = f"{img['id']:012d}.jpg"
             if lvis:
-                img["coco_url"] = f"http://images.cocodataset.org/train2017/{name}"
+                img["coco_url"] = f"http://images.cocodataset.org/{split}/{name}"
                 img["neg_category_ids"] = [3]
                 img["not_exhaustive_category_ids"] = []
+                name = f"{split}/{name}"
             else:
                 img["file_name"] = name
             write_image(self.image_root / name, img["height"], img["width"], seed=img["id"])

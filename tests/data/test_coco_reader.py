@@ -31,8 +31,12 @@ def test_reads_counts_masks_labels(coco):
 
 
 def test_lvis_file_names_and_extras(lvis):
+    """Bug caught: LVIS image paths dropped the COCO split folder of ``coco_url`` (train2017/, val2017/),
+    so no image of the real release was found under the COCO root."""
     recs = list(read_lvis(lvis.path, lvis.image_root))
-    assert [r.image_path.name for r in recs] == ["000000000001.jpg", "000000000007.jpg"]
+    assert [r.image_path.relative_to(lvis.image_root).as_posix() for r in recs] == \
+        ["train2017/000000000001.jpg", "val2017/000000000007.jpg"]
+    assert recs[0].load_image().shape == (40, 60, 3) and recs[1].load_image().shape == (30, 50, 3)
     assert recs[0].extra["neg_category_ids"] == [3]
 
 

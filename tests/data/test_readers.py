@@ -79,7 +79,7 @@ def test_visual_genome_bad_records(tmp_path):
     from regionlib.data.readers.visual_genome import read_visual_genome
 
     regions, _, _ = _vg(tmp_path)
-    regions[0]["regions"][0]["x"] = 55  # box outside the 60-px image
+    regions[0]["regions"][0]["x"] = 65  # box entirely outside the 60-px image
     regions[1]["id"] = 3  # not in image_data.json
     (tmp_path / "region_descriptions.json").write_text(json.dumps(regions))
     with pytest.raises(DataFormatError, match="outside the image"):
@@ -92,6 +92,29 @@ def test_visual_genome_bad_records(tmp_path):
     (tmp_path / "region_descriptions.json").write_text(text[: len(text) - 30])
     with pytest.raises(DataFormatError, match="truncated"):
         list(read_visual_genome(tmp_path, on_error="skip"))
+
+
+def test_visual_genome_clamps_boxes_past_the_border_and_counts_them(tmp_path):
+    """Bug caught: the VG reader stopped at the first box past the image border (the release has many);
+    densecap's preprocess.py clamps such boxes to the image and counts them."""
+    from regionlib.data.readers.visual_genome import read_visual_genome, read_vg_scene_graphs
+
+    regions, objs, rels = _vg(tmp_path)
+    regions[0]["regions"][0].update(x=55, width=20)  # right edge 75 > W = 60
+    regions[0]["regions"][1].update(x=-3, y=-2, height=50)  # left, top and bottom edges outside (H = 40)
+    regions[1]["regions"][0].update(height=1e9)  # a hostile height: clamped too, never a 1e9 box
+    (tmp_path / "region_descriptions.json").write_text(json.dumps(regions))
+    report = ReadReport()
+    recs = list(read_visual_genome(tmp_path, report=report))
+    assert [len(r.regions) for r in recs] == [2, 1] and len(report) == 0
+    np.testing.assert_array_equal(recs[0].regions.boxes_xyxy, [[55, 5, 60, 15], [0, 0, 57, 40]])
+    np.testing.assert_array_equal(recs[1].regions.boxes_xyxy, [[0, 20, 50, 30]])
+    assert report.stats == {"clamped_boxes": 3} and "clamped_boxes: 3" in report.summary()
+    objs[0]["attributes"][0].update(w=100)
+    (tmp_path / "attributes.json").write_text(json.dumps(objs))
+    graphs = ReadReport()
+    (g1, _) = list(read_vg_scene_graphs(tmp_path, report=graphs))
+    assert g1.regions.boxes_xyxy[0].tolist() == [0, 0, 60, 20] and graphs.stats == {"clamped_boxes": 1}
 
 
 def test_visual_genome_scene_graphs(tmp_path):
@@ -365,12 +388,33 @@ def test_sa1b(tmp_path):
         list(read_sa1b(tmp_path))
 
 
-# ------------------------------------------------------------------------------ DLC-Bench (real questions)
-def test_dlc_bench_reader_with_released_questions(tmp_path):
-    from regionlib.data.readers.dlc_bench import load_dlc_questions, read_dlc_bench
-    from tests.conftest import reference_data_dir
+def test_sa1b_root_of_per_tar_folders(tmp_path):
+    """Bug caught: an SA-1B root holding one folder per extracted tar (sa_000000/sa_1.jpg + sa_1.json, the
+    release as downloaded) yielded 0 records silently; and a root with nothing readable must raise."""
+    from regionlib.data.readers.sa1b import read_sa1b
 
-    ref = json.loads((reference_data_dir() / "dlc_bench" / "dam_3b_v1_eval.json").read_text())
+    _, masks = _sa1b(tmp_path / "sa_000000", 1)
+    _sa1b(tmp_path / "sa_000000", 2)
+    _sa1b(tmp_path / "sa_000001", 3, size=(20, 24))
+    recs = list(read_sa1b(tmp_path))
+    assert [r.image_id for r in recs] == [1, 2, 3] and [len(r.regions) for r in recs] == [2, 2, 2]
+    assert recs[2].image_path == tmp_path / "sa_000001" / "sa_3.jpg" and recs[2].image_size == (20, 24)
+    np.testing.assert_array_equal(recs[0].regions.masks[1], masks[1])
+    empty = tmp_path / "empty"
+    (empty / "sa_000002").mkdir(parents=True)
+    (empty / "notes.txt").write_text("no annotations here")
+    with pytest.raises(DataFormatError, match="holds no sa_\\*.json"):
+        read_sa1b(empty)
+
+
+# ------------------------------------------------------------------------------ DLC-Bench (real questions)
+@pytest.mark.parametrize("layout", ["release (flat)", "annotations/ folder"])
+def test_dlc_bench_reader_with_released_questions(tmp_path, reference_data, layout):
+    """Bug caught: the reader wanted an annotations/ subfolder, while the DLC-Bench release has its
+    files flat at the root (annotations.json, qa.json, class_names.json, images/); both are read."""
+    from regionlib.data.readers.dlc_bench import load_dlc_questions, read_dlc_bench
+
+    ref = json.loads((reference_data / "dlc_bench" / "dam_3b_v1_eval.json").read_text())
     keys = ["2580323", "12348080"]  # a singular ("picture/frame") and a plural ("scissors") class
     keep = ("question", "choices", "type", "subtype")
     qa, names = {}, {}
@@ -379,7 +423,7 @@ def test_dlc_bench_reader_with_released_questions(tmp_path):
         rq = ref[k]["details_recognition"][0]["question"]
         names[k] = rq.split(" is a ", 1)[1].split(" or an object")[0] if " is a " in rq else \
             rq.split(" are ", 1)[1].split(" or objects")[0]
-    ann = tmp_path / "annotations"
+    ann = tmp_path if layout.startswith("release") else tmp_path / "annotations"
     write_image(ann / "images" / "a.jpg", 40, 60)
     coco = {"images": [{"id": 1, "file_name": "a.jpg", "height": 40, "width": 60}],
             "annotations": [{"id": int(k), "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [0, 0, 10, 10],
@@ -402,6 +446,9 @@ def test_dlc_bench_reader_with_released_questions(tmp_path):
     report = ReadReport()
     (rec,) = list(read_dlc_bench(tmp_path, on_error="skip", report=report))
     assert rec.regions.ids == keys[:1] and len(report) == 2  # the bad question set, then its annotation
+    (ann / "qa.json").unlink()
+    with pytest.raises(DataFormatError, match="nothing to read"):
+        list(read_dlc_bench(tmp_path))
 
 
 # ------------------------------------------------------------------------------ MaskGroups-HQ

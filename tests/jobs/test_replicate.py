@@ -43,3 +43,21 @@ def test_quick_main_job(local_ray, tmp_path):
     assert all(-1 <= scores[k]["0"]["Avg"] <= 1 for k in scores)
     assert all(c["verdict"] in ("reproduced", "not reproduced", "mixed") or c["verdict"].startswith("not measurable")
                for c in results["claims"])
+
+
+def test_output_directory_not_written_by_the_job_is_refused_not_deleted(tmp_path):
+    """Bug caught: ``--out DIR`` deleted DIR/data, DIR/runs, DIR/self_labels whatever they held."""
+    from ray_jobs import replicate
+    from regionlib.errors import ConfigError
+
+    precious = tmp_path / "data" / "thesis.txt"
+    precious.parent.mkdir()
+    precious.write_text("years of work")
+    with pytest.raises(ConfigError, match="not written by this job"):
+        replicate.prepare_output(tmp_path)
+    assert precious.read_text() == "years of work"
+    fresh = replicate.prepare_output(tmp_path / "new")  # a new directory: marked, then cleaned on every rerun
+    (fresh / "runs").mkdir()
+    (fresh / "runs" / "old.json").write_text("{}")
+    replicate.prepare_output(fresh)
+    assert not (fresh / "runs").exists() and (fresh / replicate.OUTPUT_MARKER).is_file()

@@ -10,14 +10,14 @@ pytestmark = pytest.mark.slow
 
 
 def run(tmp_path, name, **train):
-    from ray_jobs import train as job
+    from regionlib.training import loop as job
 
     cfg = job.load_config(None, [
         "task.preset=tiny-dam", "task.n_images=4", "task.n_val=1", "recipe.lr=0.003", "recipe.warmup_steps=1",
         "train.batch_size=2", "train.max_steps=4", "train.checkpoint_every=2", "run.workers=2",
         "run.cpus_per_worker=0.5", f"run.storage={tmp_path}", f"run.name={name}",
         *[f"train.{k}={v}" for k, v in train.items()]])
-    return job.run(cfg)
+    return job.run_trainer(cfg)
 
 
 def test_restart_after_worker_death_equals_uninterrupted(local_ray, tmp_path):

@@ -29,17 +29,25 @@ def eight(world):
 
 
 def per_image(rows):
-    """Group rows by image: list of (image, masks (n, H, W), captions)."""
+    """Group rows by image: list of (image, `Regions` with masks and captions)."""
+    from regionlib.regions import Regions
+
     out = {}
     for k, image, mask, caption in rows:
         out.setdefault(k, (image, [], []))
         out[k][1].append(mask)
         out[k][2].append(caption)
-    return [(img, np.stack(m), c) for img, m, c in out.values()]
+    return [(img, Regions.from_masks(np.stack(m), captions=c)) for img, m, c in out.values()]
 
 
-def cat_inputs(parts: list[dict]) -> dict:
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+def inputs(model, image, regions, **kwargs) -> dict:
+    """The model's inputs for ``regions`` of ``image`` through its interface (encode, then region inputs)."""
+    return model.region_inputs(model.encode_image(image), regions, **kwargs)
+
+
+def batch_of(model, groups) -> dict:
+    """One batch over several images: `per_image` groups collated by the model."""
+    return model.collate([inputs(model, image, regions) for image, regions in groups])
 
 
 def fit(model, loss_fn, done_fn, *, max_steps: int, lr: float = 3e-3, check_every: int = 25) -> int:

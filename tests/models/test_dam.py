@@ -6,8 +6,9 @@ import torch
 
 from regionlib.errors import ConfigError, InvalidMaskError, RegionLibError
 from regionlib.models import VARIANTS, create_model
+from regionlib.regions import Regions
 
-from .conftest import cat_inputs, fit, per_image
+from .conftest import batch_of, fit, inputs, per_image
 
 
 @pytest.mark.parametrize("preset", ["tiny-dam", "tiny-dam-siglip", "tiny-dam-clip"])
@@ -15,26 +16,26 @@ from .conftest import cat_inputs, fit, per_image
 def test_zero_initialised_backbone_equals_the_base_encoder(preset, gated, world):
     model = create_model(preset, gated=gated).eval()
     s = world[0]
-    inputs = model.prepare(s.image, s.regions.masks[:3])
+    batch = inputs(model, s.image, s.regions[:3])
     with torch.no_grad():
-        out = model.backbone(**inputs)
-        base = model.backbone.vision(inputs["crop_image"], output_hidden_states=True).hidden_states[-2]
+        out = model.backbone(**{k: v for k, v in batch.items() if k != "targets"})
+        base = model.backbone.vision(batch["crop_image"], output_hidden_states=True).hidden_states[-2]
     assert torch.equal(out, base)
     # and the equality is not vacuous: a non-zero mask embedding changes the output
     with torch.no_grad():
         model.backbone.mask_embed.weight.fill_(0.01)
-        assert not torch.equal(model.backbone(**inputs), base)
+        assert not torch.equal(model.backbone(**{k: v for k, v in batch.items() if k != "targets"}), base)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_forward_backward_every_variant(variant, world):
     model = create_model("tiny-dam", variant=variant)
     s = world[0]
-    inputs = model.prepare(s.image, s.regions.masks[:2])
-    prefix = model.prefix(inputs)
+    batch = inputs(model, s.image, s.regions[:2])
+    prefix = model.prefix(batch)
     grid = (64 // 8) ** 2 + 1  # patches + CLS of the tiny ViT
     assert prefix.shape == (2, grid * (2 if variant.endswith("concat") else 1), model.lm_head.width)
-    loss = model.loss(inputs, s.regions.captions[:2], label_smoothing=0.1)
+    loss = model(batch, label_smoothing=0.1).loss
     loss.backward()
     assert torch.isfinite(loss)
     assert model.backbone.mask_embed.weight.grad.abs().sum() > 0
@@ -48,9 +49,8 @@ def test_forward_backward_every_variant(variant, world):
 
 def test_crop_modes_follow_the_variant(world):
     s = world[0]
-    mask = s.regions.masks[:1]
-    local = create_model("tiny-dam-local-xattn").prepare(s.image, mask)["crop_image"]
-    focal = create_model("tiny-dam").prepare(s.image, mask)["crop_image"]
+    local = inputs(create_model("tiny-dam-local-xattn"), s.image, s.regions[:1])["crop_image"]
+    focal = inputs(create_model("tiny-dam"), s.image, s.regions[:1])["crop_image"]
     assert not torch.equal(local, focal)
 
 
@@ -58,25 +58,28 @@ def test_video_frames_are_concatenated(world):
     model = create_model("tiny-dam")
     frames = [world[0].image, world[0].image[:, ::-1].copy()]
     masks = [world[0].regions.masks[0], world[0].regions.masks[0][:, ::-1].copy()]
-    inputs = model.prepare_video(frames, masks)
-    assert inputs["crop_image"].shape == (1, 2, 3, 64, 64)
-    prefix = model.prefix(inputs)
+    video = model.video_inputs(frames, masks)
+    assert video["crop_image"].shape == (1, 2, 3, 64, 64)
+    prefix = model.prefix(video)
     assert prefix.shape == (1, 2 * 65, model.lm_head.width)
-    single = model.prefix({k: v[:, 0] for k, v in inputs.items()})
+    single = model.prefix({k: v[:, 0] for k, v in video.items() if k != "targets"})
     assert torch.allclose(prefix[:, :65], single, atol=1e-6)
-    assert len(model.generate(inputs, max_new_tokens=3)) == 1
+    assert len(model.generate(video, max_new_tokens=3)) == 1
 
 
 def test_bad_inputs_raise_typed_errors(world):
     model = create_model("tiny-dam")
     s = world[0]
-    inputs = model.prepare(s.image, s.regions.masks[:2])
+    batch = inputs(model, s.image, s.regions[:2])
+    tensors = {k: v for k, v in batch.items() if k != "targets"}
     with pytest.raises(InvalidMaskError, match="crop_mask"):
-        model.backbone(**{**inputs, "crop_mask": inputs["crop_mask"][:, :, :32]})
+        model.backbone(**{**tensors, "crop_mask": batch["crop_mask"][:, :, :32]})
     with pytest.raises(InvalidMaskError):
-        model.prepare(s.image, np.zeros((1, 10, 10), dtype=bool))
+        inputs(model, s.image, Regions.from_masks(np.ones((1, 10, 10), dtype=bool)))
     with pytest.raises(RegionLibError, match="targets"):
-        model.loss(inputs, ["one caption"])
+        model({**batch, "targets": ["one caption"]})
+    with pytest.raises(RegionLibError, match="no targets"):
+        model({**batch, "targets": None})
     with pytest.raises(ConfigError, match="variant"):
         create_model("tiny-dam", variant="crop-only")
     with pytest.raises(ConfigError, match="feature_layer"):
@@ -86,10 +89,10 @@ def test_bad_inputs_raise_typed_errors(world):
 def test_fits_eight_regions_under_greedy_decoding(eight):
     model = create_model("tiny-dam")
     groups = per_image(eight)
-    inputs = cat_inputs([model.prepare(img, m) for img, m, _ in groups])
-    captions = [c for _, _, cs in groups for c in cs]
-    expected = [model.lm_head.decode(model.lm_head.token_ids(c)) for c in captions]
+    batch = batch_of(model, groups)
+    assert list(batch["image_index"]) == [k for k, (_, r) in enumerate(groups) for _ in range(len(r))]
+    expected = [model.lm_head.decode(model.lm_head.token_ids(c)) for c in batch["targets"]]
     assert len(set(expected)) == 8
-    steps = fit(model, lambda: model.loss(inputs, captions),
-                lambda: model.generate(inputs, max_new_tokens=40) == expected, max_steps=300)
-    assert model.generate(inputs, max_new_tokens=40) == expected, f"not fitted after {steps} steps"
+    steps = fit(model, lambda: model(batch).loss,
+                lambda: model.generate(batch, max_new_tokens=40) == expected, max_steps=300)
+    assert model.generate(batch, max_new_tokens=40) == expected, f"not fitted after {steps} steps"

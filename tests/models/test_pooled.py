@@ -5,7 +5,7 @@ import pytest
 from regionlib.errors import DataFormatError, RegionLibError
 from regionlib.models import GroundedPhrase, create_model, format_pgc, parse_pgc
 
-from .conftest import fit, per_image
+from .conftest import batch_of, fit, inputs, per_image
 
 
 def test_pgc_format_round_trip():
@@ -21,10 +21,10 @@ def test_pgc_format_round_trip():
 def test_forward_backward_region_and_grounded(world):
     model = create_model("tiny-pooled")
     s = world[0]
-    batch = model.prepare(s.image, s.regions.masks[:3])
-    ctx = model.region_contexts(batch)
+    batch = inputs(model, s.image, s.regions[:3])
+    ctx, _ = model.contexts(batch)
     assert ctx.shape[0] == 3 and ctx.shape[2] == model.lm_head.width
-    loss = model.loss(batch, s.regions.captions[:3])
+    loss = model(batch).loss
     loss.backward()
     assert model.mask_tokenizer.proj[0].weight.grad.abs().sum() > 0
     model.zero_grad()
@@ -41,15 +41,14 @@ def test_forward_backward_region_and_grounded(world):
 def test_fits_eight_region_captions(eight):
     model = create_model("tiny-pooled")
     groups = per_image(eight)
-    batches = [model.prepare(img, m) for img, m, _ in groups]
-    captions = [c for *_, cs in groups for c in cs]
-    expected = [model.lm_head.decode(model.lm_head.token_ids(c)) for c in captions]
+    batch = batch_of(model, groups)  # regions of several images in one batch: each reads its own image's tokens
+    expected = [model.lm_head.decode(model.lm_head.token_ids(c)) for c in batch["targets"]]
 
     def loss():
-        return sum(model.loss(b, cs) * len(cs) for b, (*_, cs) in zip(batches, groups)) / len(captions)
+        return model(batch).loss
 
     def generated():
-        return [c for b in batches for c in model.generate(b, max_new_tokens=40)]
+        return model.generate(batch, max_new_tokens=40)
 
     steps = fit(model, loss, lambda: generated() == expected, max_steps=300)
     assert generated() == expected, f"not fitted after {steps} steps"
@@ -61,7 +60,7 @@ def test_fits_grounded_captions_with_their_masks(world):
     for s in world[:3]:
         phrases = s.regions.data["phrase"]
         order = [len(phrases) - 1, 0]
-        samples.append(model.prepare(s.image, s.regions.masks))
+        samples.append(inputs(model, s.image, s.regions))
         texts.append(format_pgc(["there is a", (phrases[order[0]], "thing"), "and a", (phrases[order[1]], "thing")]))
         groundings.append(order)
 

@@ -8,6 +8,7 @@ from regionlib.errors import InvalidMaskError, RegionLibError
 from regionlib.models import create_model
 from regionlib.models.mask_tokens import sinusoidal_position_2d
 from regionlib.models.ras import MASK_POOL_PRE, MASK_REF_PRE
+from regionlib.regions import Regions
 
 from .conftest import fit
 
@@ -20,7 +21,7 @@ def group_samples(world):
         for key, idx in (("shape", 0), ("color", len(attrs) - 1)):
             value = attrs[idx][key]
             prompt = f"every {value}" if key == "shape" else f"every {value} object"
-            rows.append((s.image, prompt, s.regions.masks, [i for i, a in enumerate(attrs) if a[key] == value]))
+            rows.append((s.image, prompt, s.regions, [i for i, a in enumerate(attrs) if a[key] == value]))
     return rows
 
 
@@ -30,7 +31,8 @@ def test_role_tokens_and_sequence_layout(world):
     assert tok.convert_ids_to_tokens([model.pool_id, model.ref_id]) == [MASK_POOL_PRE, MASK_REF_PRE]
     assert model.lm_head.lm.get_input_embeddings().num_embeddings == len(tok)
     s = world[0]
-    sample = model.prepare(s.image, "every diamond", s.regions.masks, references=s.regions.masks[:1])
+    state = model.encode_image(s.image)
+    sample = model.region_inputs(state, s.regions, "every diamond", references=s.regions[:1])["samples"][0]
     seq, pos = model._sequence(sample)
     assert len(pos) == len(s.regions)
     pool = model.lm_head.embed_ids([model.pool_id])[0]
@@ -41,8 +43,10 @@ def test_role_tokens_and_sequence_layout(world):
 def test_forward_backward_and_pos_weight(world):
     model = create_model("tiny-ras-2enc").eval()  # no dropout: compare two passes exactly
     s = world[0]
-    samples = [model.prepare(s.image, "every diamond", s.regions.masks),
-               model.prepare(s.image, "every red object", s.regions.masks[:2], references=s.regions.masks[2:3])]
+    state = model.encode_image(s.image)
+    batch = model.collate([model.region_inputs(state, s.regions, "every diamond"),
+                           model.region_inputs(state, s.regions[:2], "every red object", references=s.regions[2:3])])
+    samples = batch["samples"]
     loss = model.loss(samples, [[0, 1, 2], []])
     loss.backward()
     assert torch.isfinite(loss) and model.head.mlp[0].weight.grad.abs().sum() > 0
@@ -57,9 +61,14 @@ def test_forward_backward_and_pos_weight(world):
     with pytest.raises(RegionLibError, match=r"targets\[0\]"):
         model.loss(samples, [[9], []])
     with pytest.raises(InvalidMaskError):
-        model.prepare(s.image, "x", np.zeros((1, 32, 32), dtype=bool))
-    with pytest.raises(RegionLibError, match="candidates"):
-        model.prepare(s.image, "x", np.zeros((0, 256, 256), dtype=bool))
+        model.region_inputs(state, Regions.from_masks(np.ones((1, 32, 32), dtype=bool)), "x")
+    with pytest.raises(RegionLibError, match="empty"):
+        model.region_inputs(state, s.regions[:0], "x")
+    # through forward (what DDP wraps): targets as a bool vector per candidate in regions.data["selected"]
+    sel = np.zeros(len(s.regions), dtype=bool)
+    sel[:3] = True
+    one = model.region_inputs(state, s.regions.with_fields(data={"selected": sel}), "every diamond")
+    assert torch.allclose(model(one).loss, model.loss(samples[:1], [[0, 1, 2]]), atol=1e-6)
 
 
 def test_sinusoidal_position_features():
@@ -75,11 +84,12 @@ def test_sinusoidal_position_features():
 def test_selects_the_right_groups_for_eight_prompts(world):
     model = create_model("tiny-ras")
     rows = group_samples(world)
-    samples = [model.prepare(img, prompt, masks) for img, prompt, masks, _ in rows]
+    batch = model.collate([model.region_inputs(model.encode_image(img), regions, prompt)
+                           for img, prompt, regions, _ in rows])
     targets = [t for *_, t in rows]
 
     def done():
-        return [list(s.indices) for s in model.select(samples)] == targets
+        return [list(s.indices) for s in model.select(batch)] == targets
 
-    steps = fit(model, lambda: model.loss(samples, targets), done, max_steps=300, check_every=20)
-    assert [list(s.indices) for s in model.select(samples)] == targets, f"not fitted after {steps} steps"
+    steps = fit(model, lambda: model.loss(batch["samples"], targets), done, max_steps=300, check_every=20)
+    assert [list(s.indices) for s in model.select(batch)] == targets, f"not fitted after {steps} steps"

@@ -8,7 +8,7 @@ from regionlib.errors import ConfigError, InvalidPromptError
 from regionlib.models import MIXER_INPUTS, SCAConfig, create_model, sca_trainable_parameters
 from regionlib.prompts import Prompt
 
-from .conftest import fit
+from .conftest import batch_of, fit, per_image
 
 
 def test_paper_config_trains_19_4_million_parameters():
@@ -21,7 +21,7 @@ def test_paper_config_trains_19_4_million_parameters():
 def test_decoder_masks_equal_sams_mask_decoder(world):
     model = create_model("tiny-sca").eval()
     s = world[0]
-    batch = model.prepare(s.image, [Prompt(box_xyxy=b) for b in s.regions.boxes_xyxy[:3]])
+    batch = model.region_inputs(model.encode_image(s.image), s.regions[:3])
     state = model.decode(batch["image_embeddings"], batch["image_index"], boxes=batch["boxes"])
     sparse, dense = model.sam.prompt_encoder(points=None, boxes=batch["boxes"], masks=None)
     for i in range(3):
@@ -39,16 +39,16 @@ def test_forward_backward_every_mixer_variant_keeps_sam_frozen(mixer_inputs, wor
     model = create_model("tiny-sca", mixer_inputs=mixer_inputs)
     sam_before = {k: v.clone() for k, v in model.sam.state_dict().items()}
     s = world[0]
-    for prompts in ([Prompt(box_xyxy=b) for b in s.regions.boxes_xyxy[:2]],
-                    [Prompt(points_xy=np.array([[60.0, 70.0]]), point_labels=np.array([1])) for _ in range(2)]):
-        batch = model.prepare(s.image, prompts)
-        out = model(batch["image_embeddings"], batch["image_index"],
-                    **{k: batch.get(k) for k in ("boxes", "points", "point_labels")})
+    state = model.encode_image(s.image)
+    for prompts in ("box", [Prompt(points_xy=np.array([[60.0, 70.0]]), point_labels=np.array([1])) for _ in range(2)]):
+        batch = model.region_inputs(state, s.regions[:2].with_fields(captions=["a red circle", "a blue square"]),
+                                    prompts=prompts)
+        out = model(batch)
         n_visual = {"roi-align": 7 * 7, "sam-tokens": 4}.get(mixer_inputs, 8)
         assert out.prefix.shape == (2, 6 + n_visual, model.lm_head.width)
         assert out.low_res_masks.shape == (2, 64, 64)  # 4x the 16 x 16 embedding grid
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    loss = model.loss(batch, ["a red circle", "a blue square"])
+    loss = model(batch).loss
     loss.backward()
     opt.step()
     assert model.task_tokens.grad.abs().sum() > 0
@@ -66,31 +66,26 @@ def test_lm_frozen_by_default_in_the_paper_preset():
 def test_prompt_errors(world):
     model = create_model("tiny-sca")
     s = world[0]
+    state = model.encode_image(s.image)
     with pytest.raises(InvalidPromptError, match="share"):
-        model.prepare(s.image, [Prompt(box_xyxy=s.regions.boxes_xyxy[0]),
-                                Prompt(points_xy=np.array([[5.0, 5.0]]), point_labels=np.array([1]))])
+        model.region_inputs(state, s.regions[:2], prompts=[
+            Prompt(box_xyxy=s.regions.boxes_xyxy[0]), Prompt(points_xy=np.array([[5.0, 5.0]]), point_labels=np.array([1]))])
     with pytest.raises(InvalidPromptError):
-        model.prepare(s.image, [Prompt(box_xyxy=np.array([0.0, 0.0, 400.0, 400.0]))])
-    with pytest.raises(InvalidPromptError, match="empty"):
-        model.prepare(s.image, [])
+        model.region_inputs(state, s.regions[:1], prompts=[Prompt(box_xyxy=np.array([0.0, 0.0, 400.0, 400.0]))])
+    with pytest.raises(InvalidPromptError, match="one Prompt per region"):
+        model.region_inputs(state, s.regions[:2], prompts=[Prompt(box_xyxy=s.regions.boxes_xyxy[0])])
+    with pytest.raises(ConfigError, match="prompt must be one of"):
+        model.region_inputs(state, s.regions[:1], prompts="centre")
     with pytest.raises(ConfigError, match="mixer_inputs"):
         create_model("tiny-sca", mixer_inputs="queries-only")
 
 
 def test_fits_eight_regions_under_greedy_decoding(world, eight):
     model = create_model("tiny-sca", lm__max_target_tokens=None)
-    embeddings, index, boxes, captions = [], [], [], []
-    for k, image, mask, caption in eight:
-        if len(embeddings) <= k:
-            embeddings.append(model.embed_image(image)[0])
-        from regionlib.masks import masks_to_boxes
-
-        box = masks_to_boxes(mask[None])[0]
-        boxes.append(torch.as_tensor(model.transform.apply_boxes(box[None], image.shape[:2])[0], dtype=torch.float32))
-        index.append(k)
-        captions.append(caption)
-    batch = {"image_embeddings": torch.cat(embeddings), "image_index": torch.tensor(index), "boxes": torch.stack(boxes)}
+    batch = batch_of(model, per_image(eight))  # box prompts over 8 regions of several images, one batch
+    captions = batch["targets"]
+    assert batch["image_embeddings"].shape[0] == len({k for k, *_ in eight})
     expected = [model.lm_head.decode(model.lm_head.token_ids(c)) for c in captions]
-    steps = fit(model, lambda: model.loss(batch, captions),
+    steps = fit(model, lambda: model(batch).loss,
                 lambda: model.generate(batch, max_new_tokens=40) == expected, max_steps=300)
     assert model.generate(batch, max_new_tokens=40) == expected, f"not fitted after {steps} steps"

@@ -4,13 +4,23 @@ Error handling: every reader takes ``on_error="raise" | "skip"`` and an optional
 With ``"raise"`` the first bad record raises `DataFormatError` naming the file and the record;
 with ``"skip"`` the bad record is left out and appended to the report (``report.skipped``),
 never dropped silently. Problems with a whole file (missing, truncated JSON, wrong top-level
-type) always raise: there is nothing left to read.
+type) always raise: there is nothing left to read; so does a root folder that holds nothing
+readable (never 0 records silently). Repairs that keep a record (e.g. Visual Genome boxes clamped
+to the image, densecap's convention) are counted in ``report.stats``.
+
+Hostile values are refused before any C extension sees them: ids must be ints or strings (so
+they can be dict keys), image sizes obey the same ``max_pixels`` bound as `regionlib.images`, RLEs
+and polygons are checked by `regionlib.masks.check_rle` / `polygons_to_rle`, and file names from
+the data must stay inside their root folder (`path_inside`). Writers name files through
+`safe_file_name`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -21,7 +31,8 @@ from ...errors import DataFormatError, RegionLibError
 from ...regions import Regions
 
 __all__ = ["ImageRecord", "SkippedRecord", "ReadReport", "ErrorPolicy", "read_json", "iter_json_array",
-           "iter_json_lines", "check_box_xywh", "check_unique", "require_file"]
+           "iter_json_lines", "check_box_xywh", "check_unique", "require_file", "id_problem", "checked_size",
+           "path_inside", "safe_file_name"]
 
 
 @dataclass
@@ -74,6 +85,8 @@ class ReadReport:
     skipped: list[SkippedRecord] = field(default_factory=list)
     n_images: int = 0
     n_regions: int = 0
+    #: counts of repairs that kept the record, e.g. ``{"clamped_boxes": 3}`` (Visual Genome)
+    stats: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.skipped)
@@ -81,8 +94,13 @@ class ReadReport:
     def reasons(self) -> list[str]:
         return [s.reason for s in self.skipped]
 
+    def note(self, key: str, n: int = 1) -> None:
+        """Count ``n`` repairs of kind ``key`` in ``stats``."""
+        self.stats[key] = self.stats.get(key, 0) + n
+
     def summary(self) -> str:
         lines = [f"read {self.n_images} images, {self.n_regions} regions; skipped {len(self.skipped)} records"]
+        lines += [f"  {key}: {n}" for key, n in sorted(self.stats.items())]
         lines += [f"  {s.file} [{s.record}]: {s.reason}" for s in self.skipped]
         return "\n".join(lines)
 
@@ -102,7 +120,7 @@ class ErrorPolicy:
             raise DataFormatError(f"{file}: record {record}: {reason}")
         self.report.skipped.append(SkippedRecord(str(file), str(record), reason))
 
-    def error(self, exc: DataFormatError, file, record) -> None:
+    def error(self, exc: RegionLibError, file, record) -> None:
         """Route an error raised by a helper (e.g. `Regions.from_coco`)."""
         if self.on_error == "raise":
             raise exc
@@ -129,6 +147,8 @@ def read_json(path: str | Path, what: str = "annotation file", *, expect: type |
             obj = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataFormatError(f"{path}: not valid JSON (truncated or corrupt): {exc}") from exc
+    except RecursionError as exc:
+        raise DataFormatError(f"{path}: JSON nested too deeply to read") from exc
     if not isinstance(obj, expect):
         names = expect.__name__ if isinstance(expect, type) else " or ".join(t.__name__ for t in expect)
         raise DataFormatError(f"{path}: top level must be a JSON {names}, got {type(obj).__name__}")
@@ -139,6 +159,15 @@ def iter_json_array(path: str | Path, what: str = "annotation file", *, chunk_si
     """Stream the elements of a top-level JSON array without loading the file (constant memory
     per element). A truncated file raises `DataFormatError` naming the element index."""
     path = require_file(path, what)
+    try:
+        yield from _json_array(path, chunk_size)
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: not UTF-8 text (corrupt JSON): {exc}") from exc
+    except RecursionError as exc:
+        raise DataFormatError(f"{path}: JSON nested too deeply to read") from exc
+
+
+def _json_array(path: Path, chunk_size: int) -> Iterator[Any]:
     decoder = json.JSONDecoder()
     with open(path, "r", encoding="utf-8") as f:
         buf, pos, index, started = "", 0, 0, False
@@ -184,13 +213,15 @@ def iter_json_array(path: str | Path, what: str = "annotation file", *, chunk_si
 def iter_json_lines(path: str | Path, what: str = "annotation file") -> Iterator[tuple[int, Any]]:
     """``(line_number, value)`` for each non-empty line of a JSON-lines file."""
     path = require_file(path, what)
-    with open(path, "r", encoding="utf-8") as f:
+    with open(path, "rb") as f:
         for n, line in enumerate(f, start=1):
             if line.strip():
                 try:
                     yield n, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataFormatError(f"{path}: line {n} is not valid JSON (truncated?): {exc.msg}") from exc
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    raise DataFormatError(f"{path}: line {n} is not valid JSON (truncated?): {exc}") from exc
+                except RecursionError as exc:
+                    raise DataFormatError(f"{path}: line {n}: JSON nested too deeply to read") from exc
 
 
 def check_box_xywh(box, image_size: tuple[int, int], *, tolerance: float = 1.0) -> str | None:
@@ -209,10 +240,66 @@ def check_box_xywh(box, image_size: tuple[int, int], *, tolerance: float = 1.0) 
     return None
 
 
+def id_problem(value, field_name: str) -> str | None:
+    """Why ``value`` cannot be an id (None if it can): ids are ints or strings (JSON numbers / text),
+    so they can be dict keys; lists, objects, floats, bools and null are refused."""
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        return None
+    return f"field {field_name!r} must be an integer or a string id, got {type(value).__name__} {value!r:.60}"
+
+
+def checked_size(height, width, max_pixels: int | None = None) -> tuple[tuple[int, int] | None, str | None]:
+    """``((H, W), None)`` for a usable image entry size, else ``(None, reason)``: two positive
+    integers (integral JSON floats such as ``480.0`` pass) with ``H * W <= max_pixels`` (default
+    `regionlib.images.DEFAULT_MAX_PIXELS`, the limit `regionlib.images.load_image` applies)."""
+    from ...images import DEFAULT_MAX_PIXELS
+
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    size = []
+    for v, key in ((height, "height"), (width, "width")):
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if not isinstance(v, int) or isinstance(v, bool):
+            return None, f"field {key!r} must be an integer, got {type(v).__name__} {v!r:.60}"
+        if v <= 0:
+            return None, f"field {key!r} must be positive, got {v}"
+        size.append(v)
+    if size[0] * size[1] > limit:
+        return None, f"image size {size[0]}x{size[1]} = {size[0] * size[1]} pixels exceeds max_pixels={limit}"
+    return (size[0], size[1]), None
+
+
+def path_inside(root: str | Path, name, field_name: str) -> tuple[Path | None, str | None]:
+    """``(root / name, None)`` for a relative file name from the data that stays inside ``root``;
+    ``(None, reason)`` for a non-string, empty, absolute or ``..``-escaping name."""
+    if not isinstance(name, str) or not name.strip():
+        return None, f"field {field_name!r} must be a non-empty file name, got {type(name).__name__} {name!r:.60}"
+    norm = os.path.normpath(name.replace("\\", "/"))
+    if os.path.isabs(norm) or norm == ".." or norm.startswith("../") or "\x00" in name:
+        return None, f"field {field_name!r} = {name!r:.100} leaves the folder {root}"
+    return Path(root) / norm, None
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_file_name(name, *, max_length: int = 120) -> str:
+    """A file name made from a data value (an image id, ...) that cannot leave its folder: every
+    run of characters other than letters, digits, ``.``, ``_`` and ``-`` becomes ``_``, leading dots
+    are dropped, and the result is cut to ``max_length`` (never empty). Writers that name files from
+    data use it; make names unique separately (e.g. prefix an index), as distinct values can map to
+    one name."""
+    text = _UNSAFE.sub("_", str(name)).lstrip(".")[:max_length]
+    return text or "_"
+
+
 def check_unique(ids, file, what: str, policy: ErrorPolicy) -> set:
-    """The set of duplicated ids (each reported once through ``policy``)."""
+    """The set of duplicated ids (each reported once through ``policy``); ids that cannot be ids
+    (`id_problem`) are skipped here and must be refused by the caller."""
     seen, dups = set(), set()
     for i in ids:
+        if id_problem(i, what) is not None:
+            continue
         if i in seen and i not in dups:
             dups.add(i)
             policy.fail(file, f"{what}={i!r}", f"duplicate {what} {i!r}")

@@ -3,8 +3,11 @@
 Expected layout::
 
     <annotation_json>           # instances_{train,val}2017.json or lvis_v1_{train,val}.json
-    <image_root>/<file_name>    # COCO: images[i]["file_name"]; LVIS: the last part of
-                                # images[i]["coco_url"] (e.g. train2017/000000391895.jpg -> 000000391895.jpg)
+    <image_root>/<file_name>    # COCO: images[i]["file_name"] (image_root = e.g. coco/val2017)
+    <image_root>/<split>/<name> # LVIS: the COCO split folder and file of images[i]["coco_url"]
+                                # (http://images.cocodataset.org/train2017/000000391895.jpg ->
+                                # train2017/000000391895.jpg; image_root = the COCO root holding
+                                # train2017/ and val2017/: LVIS val images come from both)
 
 The JSON holds ``images`` (``id, file_name | coco_url, height, width``), ``annotations``
 (``id, image_id, category_id, segmentation, bbox`` XYWH, ``iscrowd``) and ``categories``
@@ -13,8 +16,10 @@ The JSON holds ``images`` (``id, file_name | coco_url, height, width``), ``annot
 
 The annotation JSON is one object, so it is loaded whole (as pycocotools does); masks are
 encoded per image as the returned iterator advances. Checked per record: duplicate image / annotation ids, an annotation whose ``image_id`` is
-not an image, an unknown ``category_id``, a polygon with < 3 points, an RLE whose size is
-not the image size, a box outside the image, a missing image file (``check_images``).
+not an image, an unknown ``category_id``, a polygon with < 3 points (or non-finite, far outside
+the image), an RLE whose size is not the image size or whose counts do not sum to H*W, a box
+outside the image, an id that is not an int or str, an image size above ``max_pixels``, a file
+name leaving ``image_root``, a missing image file (``check_images``).
 """
 
 from __future__ import annotations
@@ -23,23 +28,28 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterator
 
-from ...errors import DataFormatError
+from ...errors import DataFormatError, RegionLibError
 from ...regions import Regions
-from .base import ErrorPolicy, ImageRecord, ReadReport, as_mapping, check_box_xywh, check_unique, read_json
+from .base import (ErrorPolicy, ImageRecord, ReadReport, as_mapping, check_box_xywh, check_unique, id_problem,
+                   path_inside, read_json, checked_size)
 
 __all__ = ["read_coco", "read_lvis", "coco_image_file"]
 
 
 def coco_image_file(image: dict, *, lvis: bool = False) -> str:
-    """The file name of a COCO / LVIS image entry."""
+    """The file name of a COCO / LVIS image entry, relative to the image root: ``file_name``, or
+    for LVIS the split folder and name from ``coco_url`` (``train2017/000000391895.jpg``).
+    An entry with neither raises `DataFormatError`."""
     if "file_name" in image:
         return str(image["file_name"])
-    if lvis and "coco_url" in image:
-        return str(image["coco_url"]).rstrip("/").rsplit("/", 1)[-1]
-    raise KeyError("file_name")
+    if lvis and isinstance(image.get("coco_url"), str):
+        parts = image["coco_url"].rstrip("/").split("/")
+        return "/".join(parts[-2:]) if len(parts) >= 2 and parts[-2] else parts[-1]
+    raise DataFormatError(f"image id={image.get('id')!r} has no field 'file_name'" + (" or 'coco_url'" if lvis else ""))
 
 
-def _image_entries(data: dict, path: Path, policy: ErrorPolicy, lvis: bool) -> dict:
+def _image_entries(data: dict, path: Path, image_root: Path, policy: ErrorPolicy, lvis: bool,
+                   max_pixels: int | None) -> dict:
     images = {}
     entries = data.get("images")
     if not isinstance(entries, list):
@@ -47,24 +57,33 @@ def _image_entries(data: dict, path: Path, policy: ErrorPolicy, lvis: bool) -> d
     dups = check_unique([e.get("id") for e in entries if isinstance(e, dict)], path, "image id", policy)
     for k, e in enumerate(entries):
         e = as_mapping(e, path, f"images[{k}]", policy)
-        if e is None or e.get("id") in dups:
+        if e is None:
+            continue
+        bad = id_problem(e.get("id"), "id")
+        if bad:
+            policy.fail(path, f"images[{k}]", bad)
+            continue
+        if e["id"] in dups:
+            continue
+        ref = f"image id={e['id']!r}"
+        size, bad = checked_size(e.get("height"), e.get("width"), max_pixels)
+        if bad:
+            policy.fail(path, ref, bad)
             continue
         try:
-            h, w = int(e["height"]), int(e["width"])
-            name = coco_image_file(e, lvis=lvis)
-        except (KeyError, TypeError, ValueError) as exc:
-            policy.fail(path, f"image id={e.get('id')!r}", f"needs height, width and a file name ({exc!r})")
+            file, bad = path_inside(image_root, coco_image_file(e, lvis=lvis), "file_name")
+        except DataFormatError as exc:
+            file, bad = None, str(exc)
+        if bad:
+            policy.fail(path, ref, bad)
             continue
-        if h <= 0 or w <= 0:
-            policy.fail(path, f"image id={e['id']!r}", f"non-positive size {(h, w)}")
-            continue
-        images[e["id"]] = (name, (h, w), e)
+        images[e["id"]] = (file, size, e)
     return images
 
 
 def read_coco(annotation_json: str | Path, image_root: str | Path, *, on_error: str = "raise",
               report: ReadReport | None = None, check_images: bool = True, lvis: bool = False,
-              box_tolerance: float = 1.0) -> Iterator[ImageRecord]:
+              box_tolerance: float = 1.0, max_pixels: int | None = None) -> Iterator[ImageRecord]:
     """One `ImageRecord` per image (images without annotations give empty `Regions`).
 
     The JSON is loaded and the annotations checked when this is called; masks are encoded per
@@ -72,6 +91,7 @@ def read_coco(annotation_json: str | Path, image_root: str | Path, *, on_error: 
 
     Regions: ``labels`` = category names, ``ids`` = annotation ids, ``data["category_id"]``,
     ``data["iscrowd"]``, ``data["bbox_xywh"]`` (the annotation's own box), ``data["area"]``.
+    ``max_pixels`` bounds each image's H*W (default `regionlib.images.DEFAULT_MAX_PIXELS`).
     """
     policy = ErrorPolicy(on_error, report)
     path = Path(annotation_json)
@@ -80,8 +100,13 @@ def read_coco(annotation_json: str | Path, image_root: str | Path, *, on_error: 
     cats = data.get("categories")
     if not isinstance(cats, list):
         raise DataFormatError(f"{path}: 'categories' must be a list")
-    categories = {c["id"]: str(c.get("name", c.get("synset", c["id"]))) for c in cats if isinstance(c, dict) and "id" in c}
-    images = _image_entries(data, path, policy, lvis)
+    categories = {}
+    for k, c in enumerate(cats):
+        bad = "expected a JSON object" if not isinstance(c, dict) else id_problem(c.get("id"), "id")
+        if bad:
+            raise DataFormatError(f"{path}: record categories[{k}]: {bad}")
+        categories[c["id"]] = str(c.get("name", c.get("synset", c["id"])))
+    images = _image_entries(data, path, image_root, policy, lvis, max_pixels)
     anns = data.get("annotations")
     if not isinstance(anns, list):
         raise DataFormatError(f"{path}: 'annotations' must be a list")
@@ -92,6 +117,11 @@ def read_coco(annotation_json: str | Path, image_root: str | Path, *, on_error: 
         if a is None or a.get("id") in dup_anns:
             continue
         ref = f"annotation id={a.get('id', k)!r}"
+        bad = id_problem(a.get("id"), "id") or id_problem(a.get("image_id"), "image_id") or \
+            id_problem(a.get("category_id"), "category_id")
+        if bad:
+            policy.fail(path, f"annotations[{k}]", bad)
+            continue
         if a.get("image_id") not in images:
             policy.fail(path, ref, f"image_id {a.get('image_id')!r} is not in 'images'")
             continue
@@ -99,18 +129,18 @@ def read_coco(annotation_json: str | Path, image_root: str | Path, *, on_error: 
             policy.fail(path, ref, f"unknown category_id {a.get('category_id')!r}")
             continue
         size = images[a["image_id"]][1]
-        if "bbox" in a:
-            bad = check_box_xywh(a["bbox"], size, tolerance=box_tolerance)
-            if bad:
-                policy.fail(path, ref, bad)
-                continue
+        bad = check_box_xywh(a["bbox"], size, tolerance=box_tolerance) if "bbox" in a else None
+        if not bad and not isinstance(a.get("area", 0.0), (int, float)):
+            bad = f"field 'area' must be a number, got {a['area']!r:.60}"
+        if bad:
+            policy.fail(path, ref, bad)
+            continue
         per_image[a["image_id"]].append(a)
-    return _records(images, per_image, categories, image_root, path, policy, check_images)
+    return _records(images, per_image, categories, path, policy, check_images)
 
 
-def _records(images, per_image, categories, image_root, path, policy, check_images) -> Iterator[ImageRecord]:
-    for image_id, (name, size, entry) in images.items():
-        file = image_root / name
+def _records(images, per_image, categories, path, policy, check_images) -> Iterator[ImageRecord]:
+    for image_id, (file, size, entry) in images.items():
         if check_images and not file.is_file():
             policy.fail(path, f"image id={image_id!r}", f"image file {file} does not exist")
             continue
@@ -124,7 +154,7 @@ def _regions(anns: list, size: tuple[int, int], categories: dict, path: Path, po
     try:
         good = anns
         regions = Regions.from_coco(anns, image_size=size, categories=categories, source=str(path))
-    except DataFormatError:
+    except RegionLibError:
         if policy.on_error == "raise":
             raise
         good = []
@@ -132,7 +162,7 @@ def _regions(anns: list, size: tuple[int, int], categories: dict, path: Path, po
             try:
                 Regions.from_coco([a], image_size=size, categories=categories, source=str(path))
                 good.append(a)
-            except DataFormatError as exc:
+            except RegionLibError as exc:
                 policy.error(exc, path, f"annotation id={a.get('id')!r}")
         regions = Regions.from_coco(good, image_size=size, categories=categories, source=str(path))
     if len(regions):

@@ -1,13 +1,17 @@
 """DLC-Bench (DAM seed 003 §5, NVlabs/describe-anything's release) -> `ImageRecord`s with questions.
 
-Expected layout (``evaluation/DLC-Bench/`` of the release)::
+Expected layout: the release as downloaded, its files flat at the root::
 
-    <root>/annotations/annotations.json   # COCO format, RLE masks; one annotation per region
-    <root>/annotations/images/<file_name>
-    <root>/annotations/qa.json            # {"<annotation id>": [question, ...]} positives and
-                                          #   negatives: {"question", "choices": [[text, score], ...],
-                                          #   "type": "positive" | "negative"[, "subtype"]}
-    <root>/annotations/class_names.json   # {"<annotation id>": class name}
+    <root>/annotations.json   # COCO format, RLE masks; one annotation per region
+    <root>/images/<file_name>
+    <root>/qa.json            # {"<annotation id>": [question, ...]} positives and
+                              #   negatives: {"question", "choices": [[text, score], ...],
+                              #   "type": "positive" | "negative"[, "subtype"]}
+    <root>/class_names.json   # {"<annotation id>": class name}
+
+The same four entries one level down, under ``<root>/annotations/`` (the layout of the evaluation
+scripts' data folder, written by `regionlib.data.regionworld.to_dlc_bench`), are read too
+(`dlc_bench_dir`); a root with neither raises `DataFormatError`.
 
 Each region gets ``data["questions"]``: the evaluator's record ``{"details_recognition":
 [recognition question of the class], "details_positives": [...], "details_negatives": [...]}``
@@ -23,10 +27,24 @@ from typing import Iterator
 
 import numpy as np
 
+from ...errors import DataFormatError
 from .base import ErrorPolicy, ImageRecord, ReadReport, read_json
 from .coco import read_coco
 
-__all__ = ["read_dlc_bench", "load_dlc_questions"]
+__all__ = ["read_dlc_bench", "load_dlc_questions", "dlc_bench_dir"]
+
+_FILES = ("annotations.json", "qa.json", "class_names.json")
+
+
+def dlc_bench_dir(root: str | Path) -> Path:
+    """The folder of a DLC-Bench root that holds ``annotations.json``, ``qa.json``,
+    ``class_names.json`` and ``images/``: the root itself (the release) or ``root/annotations``."""
+    root = Path(root)
+    for folder in (root, root / "annotations"):
+        if all((folder / f).is_file() for f in _FILES):
+            return folder
+    raise DataFormatError(f"DLC-Bench folder {root} holds neither {', '.join(_FILES)} (the released layout) nor "
+                          f"annotations/{{{','.join(_FILES)}}}: nothing to read")
 
 
 def _question_record(items, class_name: str) -> dict:
@@ -59,7 +77,7 @@ def load_dlc_questions(root: str | Path, *, on_error: str = "raise", report: Rea
 
 
 def _load(root, policy: ErrorPolicy) -> tuple[dict, dict]:
-    ann_dir = Path(root) / "annotations"
+    ann_dir = dlc_bench_dir(root)
     qa_path, names_path = ann_dir / "qa.json", ann_dir / "class_names.json"
     qa = read_json(qa_path, "DLC-Bench qa file", expect=dict)
     names = read_json(names_path, "DLC-Bench class-name file", expect=dict)
@@ -68,7 +86,8 @@ def _load(root, policy: ErrorPolicy) -> tuple[dict, dict]:
         if key not in names:
             policy.fail(names_path, f"key={key!r}", "no class name for this annotation")
             continue
-        bad = _check_questions(items)
+        bad = _check_questions(items) or (None if isinstance(names[key], str) else
+                                          f"class name must be a string, got {names[key]!r:.60}")
         if bad:
             policy.fail(qa_path, f"key={key!r}", bad)
             continue
@@ -80,7 +99,7 @@ def read_dlc_bench(root: str | Path, *, on_error: str = "raise", report: ReadRep
                    check_images: bool = True) -> Iterator[ImageRecord]:
     """One record per image; only annotations with questions (others are reported)."""
     policy = ErrorPolicy(on_error, report)
-    ann_dir = Path(root) / "annotations"
+    ann_dir = dlc_bench_dir(root)
     questions, names = _load(root, policy)
     coco = read_coco(ann_dir / "annotations.json", ann_dir / "images", on_error=on_error, report=policy.report,
                      check_images=check_images)

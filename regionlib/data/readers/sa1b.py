@@ -1,9 +1,11 @@
 """SA-1B (Segment Anything 1B) per-image JSON -> `ImageRecord`s, one file at a time.
 
-Expected layout (an extracted SA-1B tar)::
+Expected layout: one extracted SA-1B tar, or a root holding one folder per tar (as the release
+is downloaded: ``sa_000000.tar`` ... extracted to ``sa_000000/`` ...)::
 
-    <root>/sa_<n>.jpg
-    <root>/sa_<n>.json   # {"image": {"image_id", "file_name", "height", "width"},
+    <root>/sa_<n>.jpg                  or   <root>/sa_000000/sa_<n>.jpg
+    <root>/sa_<n>.json                 or   <root>/sa_000000/sa_<n>.json
+                         # {"image": {"image_id", "file_name", "height", "width"},
                          #  "annotations": [{"id", "segmentation": {"size": [H, W], "counts": str},
                          #    "bbox" XYWH, "area", "predicted_iou", "stability_score",
                          #    "point_coords", "crop_box"}]}
@@ -22,13 +24,15 @@ import numpy as np
 
 from ...errors import DataFormatError
 from ...regions import Regions
-from .base import ErrorPolicy, ImageRecord, ReadReport, check_box_xywh, check_unique, read_json
+from ...errors import RegionLibError
+from .base import (ErrorPolicy, ImageRecord, ReadReport, check_box_xywh, check_unique, checked_size, id_problem,
+                   path_inside, read_json)
 
-__all__ = ["read_sa1b", "read_sa1b_file"]
+__all__ = ["read_sa1b", "read_sa1b_file", "sa1b_files"]
 
 
 def read_sa1b_file(json_path: str | Path, *, policy: ErrorPolicy | None = None, check_images: bool = True,
-                   image_dir: str | Path | None = None) -> ImageRecord | None:
+                   image_dir: str | Path | None = None, max_pixels: int | None = None) -> ImageRecord | None:
     """One SA-1B image (None when skipped in skip mode)."""
     policy = policy or ErrorPolicy()
     path = Path(json_path)
@@ -36,11 +40,10 @@ def read_sa1b_file(json_path: str | Path, *, policy: ErrorPolicy | None = None, 
     info, anns = data.get("image"), data.get("annotations")
     if not isinstance(info, dict) or not isinstance(anns, list):
         raise DataFormatError(f"{path}: needs 'image' (object) and 'annotations' (list)")
-    try:
-        size = (int(info["height"]), int(info["width"]))
-        file = Path(image_dir or path.parent) / str(info["file_name"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataFormatError(f"{path}: 'image' needs height, width and file_name ({exc!r})") from exc
+    size, bad = checked_size(info.get("height"), info.get("width"), max_pixels)
+    file, bad_name = path_inside(Path(image_dir or path.parent), info.get("file_name"), "file_name")
+    if bad or bad_name:
+        raise DataFormatError(f"{path}: record 'image': {bad or bad_name}")
     image_id = info.get("image_id")
     if check_images and not file.is_file():
         policy.fail(path, f"image_id={image_id!r}", f"image file {file} does not exist")
@@ -48,21 +51,30 @@ def read_sa1b_file(json_path: str | Path, *, policy: ErrorPolicy | None = None, 
     dups = check_unique([a.get("id") for a in anns if isinstance(a, dict)], path, "annotation id", policy)
     good = []
     for k, a in enumerate(anns):
-        ref = f"annotation id={a.get('id', k)!r}" if isinstance(a, dict) else f"annotations[{k}]"
-        if not isinstance(a, dict) or a.get("id") in dups:
-            if not isinstance(a, dict):
-                policy.fail(path, ref, "expected an object")
+        ref = f"annotations[{k}]"
+        if not isinstance(a, dict):
+            policy.fail(path, ref, "expected an object")
             continue
+        bad = id_problem(a.get("id"), "id")
+        if bad:
+            policy.fail(path, ref, bad)
+            continue
+        if a["id"] in dups:
+            continue
+        ref = f"annotation id={a['id']!r}"
         if not isinstance(a.get("segmentation"), dict):
             policy.fail(path, ref, "segmentation must be an RLE object")
             continue
         bad = check_box_xywh(a["bbox"], size) if "bbox" in a else None
+        for key in ("predicted_iou", "stability_score"):
+            if not bad and not isinstance(a.get(key, 0.0), (int, float)):
+                bad = f"field {key!r} must be a number, got {a[key]!r:.60}"
         if bad:
             policy.fail(path, ref, bad)
             continue
         try:
             Regions.from_coco([a], image_size=size, source=str(path))
-        except DataFormatError as exc:
+        except RegionLibError as exc:
             policy.error(exc, path, ref)
             continue
         good.append(a)
@@ -78,18 +90,31 @@ def read_sa1b_file(json_path: str | Path, *, policy: ErrorPolicy | None = None, 
     return policy.count(ImageRecord(image_id=image_id, image_path=file, image_size=size, regions=regions))
 
 
-def read_sa1b(root: str | Path, *, on_error: str = "raise", report: ReadReport | None = None,
-              check_images: bool = True) -> Iterator[ImageRecord]:
-    """Every ``sa_*.json`` under ``root`` in sorted order, one file per record."""
+def sa1b_files(root: str | Path) -> list[Path]:
+    """The ``sa_*.json`` files of an SA-1B root, flat or one folder per tar, in sorted order.
+
+    A root that does not exist or holds no ``sa_*.json`` at either level raises `DataFormatError`
+    (never 0 records silently)."""
     root = Path(root)
     if not root.is_dir():
         raise DataFormatError(f"SA-1B folder {root} does not exist")
+    files = sorted([*root.glob("sa_*.json"), *root.glob("*/sa_*.json")])
+    if not files:
+        raise DataFormatError(f"SA-1B folder {root} holds no sa_*.json, neither at its top level nor in per-tar "
+                              "folders (<root>/sa_000000/sa_1.json); expected an extracted SA-1B release")
+    return files
+
+
+def read_sa1b(root: str | Path, *, on_error: str = "raise", report: ReadReport | None = None,
+              check_images: bool = True, max_pixels: int | None = None) -> Iterator[ImageRecord]:
+    """Every ``sa_*.json`` of ``root`` (`sa1b_files`), one file per record; each image next to its JSON."""
+    files = sa1b_files(root)
     policy = ErrorPolicy(on_error, report)
-    return _records(sorted(root.glob("sa_*.json")), policy, check_images)
+    return _records(files, policy, check_images, max_pixels)
 
 
-def _records(files, policy, check_images):
+def _records(files, policy, check_images, max_pixels):
     for f in files:
-        rec = read_sa1b_file(f, policy=policy, check_images=check_images)
+        rec = read_sa1b_file(f, policy=policy, check_images=check_images, max_pixels=max_pixels)
         if rec is not None:
             yield rec

@@ -15,10 +15,15 @@ Expected layout (the VG 1.2 release and densecap's split file)::
 The big arrays (region descriptions, attributes, relationships) are streamed element by
 element (`base.iter_json_array`), so memory stays at one image's annotations. Regions are
 boxes only (``masks_rle`` None): RAS (REFERENCE §7) gets masks from SAM with the boxes.
+
+Boxes past the image border (the release has many) are clamped to the image, densecap's
+convention (``preprocess.py``), and counted in ``report.stats["clamped_boxes"]``; a box with no
+overlap with the image, a non-positive width or height or a non-finite coordinate is a bad record.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterator
 
@@ -26,12 +31,12 @@ import numpy as np
 
 from ...errors import DataFormatError
 from ...regions import Regions
-from .base import ErrorPolicy, ImageRecord, ReadReport, check_box_xywh, iter_json_array, read_json, require_file
+from .base import ErrorPolicy, ImageRecord, ReadReport, checked_size, id_problem, iter_json_array, read_json, require_file
 
 __all__ = ["read_visual_genome", "read_vg_scene_graphs", "load_image_data", "load_densecap_split"]
 
 
-def load_image_data(root: str | Path) -> dict:
+def load_image_data(root: str | Path, *, max_pixels: int | None = None) -> dict:
     """``image_id -> ((H, W), relative file path)`` from ``image_data.json``."""
     path = Path(root) / "image_data.json"
     entries = read_json(path, "image metadata file", expect=list)
@@ -40,10 +45,12 @@ def load_image_data(root: str | Path) -> dict:
         if not isinstance(e, dict):
             raise DataFormatError(f"{path}: record {k}: expected an object")
         image_id = e.get("image_id", e.get("id"))
-        try:
-            size = (int(e["height"]), int(e["width"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataFormatError(f"{path}: record image_id={image_id!r}: needs height and width") from exc
+        bad = id_problem(image_id, "image_id")
+        if bad:
+            raise DataFormatError(f"{path}: record {k}: {bad}")
+        size, bad = checked_size(e.get("height"), e.get("width"), max_pixels)
+        if bad:
+            raise DataFormatError(f"{path}: record image_id={image_id!r}: {bad}")
         if image_id in out:
             raise DataFormatError(f"{path}: record image_id={image_id!r}: duplicate image id")
         url = str(e.get("url", ""))
@@ -58,7 +65,12 @@ def load_densecap_split(path: str | Path, split: str) -> set:
     data = read_json(path, "densecap split file", expect=dict)
     if split not in data:
         raise DataFormatError(f"{path}: no split {split!r} (has {sorted(data)})")
-    return set(data[split])
+    ids = data[split]
+    bad = "must be a list" if not isinstance(ids, list) else next(
+        (id_problem(i, f"{split}[{k}]") for k, i in enumerate(ids) if id_problem(i, "")), None)
+    if bad:
+        raise DataFormatError(f"{path}: split {split!r}: {bad}")
+    return set(ids)
 
 
 def _image_file(root: Path, image_id, rel: str) -> Path:
@@ -71,7 +83,22 @@ def _image_file(root: Path, image_id, rel: str) -> Path:
     return file
 
 
-def _boxes(items, size, keys, path, image_id, id_key, policy, tolerance):
+def _clamped_xyxy(box, size) -> tuple[list[float] | None, str | None, bool]:
+    """``(xyxy, None, clamped)`` of an XYWH box clamped to the image (densecap's rule), or
+    ``(None, reason, False)`` for a box that is not finite, empty, or entirely outside."""
+    x, y, w, h = box
+    if not all(math.isfinite(v) for v in box):
+        return None, f"box {box} is not finite", False
+    if w <= 0 or h <= 0:
+        return None, f"empty box {box} (width and height must be positive)", False
+    H, W = size
+    x0, y0, x1, y1 = max(0.0, x), max(0.0, y), min(float(W), x + w), min(float(H), y + h)
+    if x1 <= x0 or y1 <= y0:
+        return None, f"box {box} (XYWH) lies entirely outside the image of size (H, W) = ({H}, {W})", False
+    return [x0, y0, x1, y1], None, [x0, y0, x1, y1] != [x, y, x + w, y + h]
+
+
+def _boxes(items, size, keys, path, image_id, id_key, policy):
     good, boxes = [], []
     seen = set()
     for k, r in enumerate(items):
@@ -80,48 +107,56 @@ def _boxes(items, size, keys, path, image_id, id_key, policy, tolerance):
         if not isinstance(r, dict):
             policy.fail(path, ref, "expected an object")
             continue
+        bad = id_problem(rid, id_key)
+        if bad:
+            policy.fail(path, f"image_id={image_id!r} element {k}", bad)
+            continue
         if rid in seen:
             policy.fail(path, ref, f"duplicate {id_key} {rid!r}")
             continue
         seen.add(rid)
-        try:
-            box = [float(r[keys[0]]), float(r[keys[1]]), float(r[keys[2]]), float(r[keys[3]])]
-        except (KeyError, TypeError, ValueError):
-            policy.fail(path, ref, f"needs numeric {', '.join(keys)}")
+        values = [r.get(key) for key in keys]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            policy.fail(path, ref, f"needs numeric {', '.join(keys)}, got {values!r:.80}")
             continue
-        bad = check_box_xywh(box, size, tolerance=tolerance) or (None if box[2] > 0 and box[3] > 0 else "empty box")
+        xyxy, bad, clamped = _clamped_xyxy([float(v) for v in values], size)
         if bad:
             policy.fail(path, ref, bad)
             continue
-        x, y, w, h = box
-        H, W = size
-        boxes.append([max(0.0, x), max(0.0, y), min(float(W), x + w), min(float(H), y + h)])
+        if clamped:
+            policy.report.note("clamped_boxes")
+        boxes.append(xyxy)
         good.append(r)
     return good, np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
 
 def read_visual_genome(root: str | Path, *, split: str | None = None, densecap_splits: str | Path | None = None,
                        on_error: str = "raise", report: ReadReport | None = None, check_images: bool = True,
-                       box_tolerance: float = 1.0) -> Iterator[ImageRecord]:
+                       max_pixels: int | None = None) -> Iterator[ImageRecord]:
     """Region descriptions: one record per image; ``captions`` = phrases, ``ids`` = region ids.
 
-    ``split`` (with ``densecap_splits``) keeps only that densecap split's images.
+    ``split`` (with ``densecap_splits``) keeps only that densecap split's images. Boxes past the
+    border are clamped and counted in ``report.stats["clamped_boxes"]`` (module docstring).
     """
     root = Path(root)
     policy = ErrorPolicy(on_error, report)
-    meta = load_image_data(root)
+    meta = load_image_data(root, max_pixels=max_pixels)
     keep = None
     if split is not None:
         if densecap_splits is None:
             raise DataFormatError("split needs densecap_splits (the path of densecap_splits.json)")
         keep = load_densecap_split(densecap_splits, split)
     path = require_file(root / "region_descriptions.json", "region descriptions file")
-    return _read_regions(root, path, meta, keep, policy, check_images, box_tolerance)
+    return _read_regions(root, path, meta, keep, policy, check_images)
 
 
 def _known_image(root, meta, image_id, path, ref, policy, check_images):
     """``(size, file)`` of an image listed in image_data.json (and on disk when checked), else None
     after reporting the record to ``policy``."""
+    bad = id_problem(image_id, "image_id")
+    if bad:
+        policy.fail(path, ref, bad)
+        return None
     if image_id not in meta:
         policy.fail(path, ref, f"image {image_id!r} is not in image_data.json")
         return None
@@ -133,10 +168,10 @@ def _known_image(root, meta, image_id, path, ref, policy, check_images):
     return size, file
 
 
-def _read_regions(root, path, meta, keep, policy, check_images, tolerance) -> Iterator[ImageRecord]:
+def _read_regions(root, path, meta, keep, policy, check_images) -> Iterator[ImageRecord]:
     for k, entry in enumerate(iter_json_array(path, "region descriptions file")):
         image_id = entry.get("id", entry.get("image_id")) if isinstance(entry, dict) else None
-        if keep is not None and image_id not in keep:
+        if keep is not None and (id_problem(image_id, "id") or image_id not in keep):
             continue
         ref = f"image_id={image_id!r}" if image_id is not None else f"element {k}"
         if not isinstance(entry, dict) or not isinstance(entry.get("regions"), list):
@@ -147,29 +182,39 @@ def _read_regions(root, path, meta, keep, policy, check_images, tolerance) -> It
             continue
         size, file = found
         good, boxes = _boxes(entry["regions"], size, ("x", "y", "width", "height"), path, image_id, "region_id",
-                             policy, tolerance)
+                             policy)
         regions = Regions.from_boxes(boxes, image_size=size, captions=[str(r.get("phrase", "")).strip() for r in good],
                                      ids=[r.get("region_id") for r in good])
         yield policy.count(ImageRecord(image_id=image_id, image_path=file, image_size=size, regions=regions))
 
 
 def read_vg_scene_graphs(root: str | Path, *, on_error: str = "raise", report: ReadReport | None = None,
-                         check_images: bool = True, box_tolerance: float = 1.0) -> Iterator[ImageRecord]:
+                         check_images: bool = True, max_pixels: int | None = None) -> Iterator[ImageRecord]:
     """Objects with names and attributes plus relationships, one record per image.
 
     Regions: boxes, ``labels`` = first name, ``ids`` = object ids, ``data["names"]``,
     ``data["attributes"]`` (list of str per object). ``extra["relationships"]``: list of
-    ``(subject_index, predicate, object_index)`` into the regions.
+    ``(subject_index, predicate, object_index)`` into the regions. Boxes are clamped as in
+    `read_visual_genome`.
     """
     root = Path(root)
     policy = ErrorPolicy(on_error, report)
-    meta = load_image_data(root)
+    meta = load_image_data(root, max_pixels=max_pixels)
     attr_path = require_file(root / "attributes.json", "attributes file")
     rel_path = require_file(root / "relationships.json", "relationships file")
-    return _read_graphs(root, attr_path, rel_path, meta, policy, check_images, box_tolerance)
+    return _read_graphs(root, attr_path, rel_path, meta, policy, check_images)
 
 
-def _read_graphs(root, attr_path, rel_path, meta, policy, check_images, tolerance) -> Iterator[ImageRecord]:
+def _strings(value) -> list[str] | None:
+    """A VG list-of-strings field (names, attributes) as a list, or None if it is not one."""
+    if value is None:
+        return []
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    return None
+
+
+def _read_graphs(root, attr_path, rel_path, meta, policy, check_images) -> Iterator[ImageRecord]:
     rel_iter = iter_json_array(rel_path, "relationships file")
     for k, entry in enumerate(iter_json_array(attr_path, "attributes file")):
         rel_entry = next(rel_iter, None)
@@ -185,19 +230,39 @@ def _read_graphs(root, attr_path, rel_path, meta, policy, check_images, toleranc
         if found is None:
             continue
         size, file = found
-        good, boxes = _boxes(entry["attributes"], size, ("x", "y", "w", "h"), attr_path, image_id, "object_id",
-                             policy, tolerance)
-        names = [list(o.get("names") or ([o["name"]] if "name" in o else [])) for o in good]
+        objects, boxes = _boxes(entry["attributes"], size, ("x", "y", "w", "h"), attr_path, image_id, "object_id",
+                                policy)
+        good, keep, names, attributes = [], [], [], []
+        for i, o in enumerate(objects):
+            n = _strings(o.get("names") or ([o["name"]] if "name" in o else []))
+            a = _strings(o.get("attributes"))
+            if n is None or a is None:
+                policy.fail(attr_path, f"{ref} object_id={o['object_id']!r}",
+                            "fields 'names' and 'attributes' must be lists of strings")
+                continue
+            good.append(o)
+            keep.append(i)
+            names.append(n)
+            attributes.append([v.strip().lower() for v in a])
+        boxes = boxes[keep]
         index = {o["object_id"]: i for i, o in enumerate(good)}
         relationships = []
-        for r in rel_entry.get("relationships", []):
+        rels = rel_entry.get("relationships", [])
+        if not isinstance(rels, list):
+            policy.fail(rel_path, ref, "field 'relationships' must be a list")
+            rels = []
+        for r in rels:
+            if not isinstance(r, dict):
+                policy.fail(rel_path, ref, f"a relationship must be an object, got {type(r).__name__}")
+                continue
             try:
                 s_id, o_id, pred = r["subject"]["object_id"], r["object"]["object_id"], str(r["predicate"])
             except (KeyError, TypeError):
                 policy.fail(rel_path, f"{ref} relationship_id={r.get('relationship_id')!r}",
                             "needs subject.object_id, object.object_id and predicate")
                 continue
-            if s_id not in index or o_id not in index:
+            if id_problem(s_id, "subject.object_id") or id_problem(o_id, "object.object_id") or \
+                    s_id not in index or o_id not in index:
                 policy.fail(rel_path, f"{ref} relationship_id={r.get('relationship_id')!r}",
                             f"subject {s_id!r} or object {o_id!r} is not an object of the image")
                 continue
@@ -205,6 +270,6 @@ def _read_graphs(root, attr_path, rel_path, meta, policy, check_images, toleranc
         regions = Regions.from_boxes(
             boxes, image_size=size, labels=[(n[0] if n else "").strip().lower() for n in names],
             ids=[o["object_id"] for o in good],
-            data={"names": names, "attributes": [[str(a).strip().lower() for a in o.get("attributes") or []] for o in good]})
+            data={"names": names, "attributes": attributes})
         yield policy.count(ImageRecord(image_id=image_id, image_path=file, image_size=size, regions=regions,
                                        extra={"relationships": relationships}))

@@ -1,5 +1,5 @@
 """Self-labeling logic: DLC-SDP (DAM seed 003 §4, App. H.1; REFERENCE §2) and seed 001's
-parse-and-filter of image-text data. Pure functions; ``ray_jobs/self_label.py`` distributes them.
+parse-and-filter of image-text data. Pure functions; `regionlib.selflabel.stages` runs them on Ray.
 
 DLC-SDP stage 1 (keyword expansion) asks a VLM to describe an annotated region given a
 *cropped* image (coarse localisation, high token density) and a *segmented* image (which
@@ -25,10 +25,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import RegionLibError
-from .focal import crop_boxes
-from .images import to_rgb_uint8
-from .masks import as_mask_batch
+from ..errors import RegionLibError
+from ..focal import crop_boxes
+from ..images import to_rgb_uint8
+from ..masks import as_mask_batch
 
 __all__ = [
     "KEYWORD_EXPANSION_PROMPT",
@@ -160,7 +160,7 @@ def spacy_pipeline(name: str | None = None):
     Raises `RegionLibError` saying how to install one when it is missing.
     """
     if name is None:
-        from .evaluation.content import load_spacy
+        from ..evaluation.content import load_spacy
 
         return load_spacy()
     import spacy
@@ -174,26 +174,20 @@ def spacy_pipeline(name: str | None = None):
 
 class CaptionerSimilarity:
     """Text-region score from a trained region captioner (DAM / SCA): the mean log-probability per
-    token of the phrase given the region, ``(1/T) sum_t log p(phrase_t | phrase_<t, region)``."""
+    token of the phrase given the region, ``(1/T) sum_t log p(phrase_t | phrase_<t, region)``,
+    through `RegionPredictor.score` (the image encoded once for all phrases and regions)."""
 
     def __init__(self, model, *, batch_size: int = 16):
-        self.model, self.batch_size = model, batch_size
+        from ..predictor import RegionPredictor
+
+        self.predictor = RegionPredictor(model, batch_size=batch_size)
 
     def __call__(self, image, masks, phrases: Sequence[str]) -> np.ndarray:
-        import torch
-
-        from .regions import Regions
-        from .train_tasks import collate_inputs, region_inputs
+        from ..regions import Regions
 
         regions = Regions.from_masks(as_mask_batch(masks, "masks"))
-        inputs = region_inputs(self.model, image, regions)
-        out = np.empty((len(phrases), len(regions)))
-        with torch.no_grad():
-            for k in range(0, len(inputs), self.batch_size):
-                prefix = self.model.prefix(collate_inputs(inputs[k: k + self.batch_size], self.model.lm_head.device))
-                for j, phrase in enumerate(phrases):
-                    out[j, k: k + len(prefix)] = self.model.lm_head.mean_log_prob(prefix, [phrase] * len(prefix)).cpu()
-        return out
+        self.predictor.set_image(image)
+        return np.stack([self.predictor.score(regions, [phrase] * len(regions)) for phrase in phrases])
 
 
 class CLIPSimilarity:
@@ -210,7 +204,7 @@ class CLIPSimilarity:
     def __init__(self, model, tokenizer, *, mean=None, std=None, max_length: int = 64):
         self.model, self.tokenizer, self.max_length = model.eval(), tokenizer, max_length
         family = "siglip" if "siglip" in type(model).__name__.lower() else "clip"
-        from .models.vision import NORMALISATION
+        from ..models.vision import NORMALISATION
 
         default_mean, default_std = NORMALISATION[family]
         self.mean, self.std = mean or default_mean, std or default_std

@@ -1,4 +1,4 @@
-"""Training recipes, optimisation and resumable training state (used by ``ray_jobs/train.py``).
+"""Training recipes, optimisation and resumable training state (used by `regionlib.training.loop`).
 
 Recipes (REFERENCE §1, §4):
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, load_model, save_file
 
 from .errors import CheckpointError, ConfigError
 from .shards import atomic_write_bytes
@@ -99,16 +99,18 @@ def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, *, total_s
 
 @dataclass
 class TrainState:
-    """A resumable snapshot: ``step`` plus model / optimizer / scheduler / RNG state."""
+    """A resumable snapshot: ``step`` plus model / optimizer / scheduler / RNG state.
+
+    The directory is the model's `RegionModel.save_pretrained` output (config, weights, tokenizer)
+    with ``optimizer.safetensors``, ``rng.safetensors`` and ``state.json`` beside it.
+    """
 
     step: int
 
     @staticmethod
     def save(directory: str | Path, *, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
              scheduler, config: dict) -> Path:
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        save_model(model, str(d / "model.safetensors"))
+        d = Path(model.save_pretrained(directory))  # a model directory `RegionModel.from_pretrained` opens
         opt = optimizer.state_dict()
         tensors, plain = {}, {}
         for pid, st in opt["state"].items():

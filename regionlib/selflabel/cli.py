@@ -1,0 +1,153 @@
+"""Self-labeling on Ray Data (the command line of ``ray_jobs/self_label.py``): DLC-SDP (seed 003 §4, App. H.1; REFERENCE §2) and seed 001's parse-and-filter.
+
+Local (RegionWorld's unlabeled pool, a captioner trained by ``ray_jobs/train.py``):
+    python ray_jobs/self_label.py --regionworld 200 --checkpoint outputs/runs/dam/checkpoint_000003 \\
+        --out outputs/self_labels --actors 2
+Cluster (SAM proposals on a directory of photographs, GPU actors):
+    ray job submit --working-dir . -- python ray_jobs/self_label.py --images /data/sa1b/images \\
+        --proposals sam --sam-preset vit_h --sam-checkpoint /ckpt/sam_vit_h_4b8939.pth \\
+        --captioner /ckpt/dam_regionlib --actors 16 --gpus-per-actor 1 --out /shared/self_labels
+
+Three stages (``--stage``):
+
+* ``keywords`` — DLC-SDP stage 1, keyword expansion: every *annotated* region (RegionWorld's
+  class-labeled regions, or a COCO-format ``--coco`` annotation file over ``--images``) is shown
+  to a VLM as a CROPPED and a SEGMENTED image (`regionlib.selflabel.stage1_images`) with seed 003
+  Tab. A.7's prompt naming its class; the reply becomes its detailed caption. ``--vlm openai``
+  sends both images to an OpenAI-compatible VLM endpoint (vLLM serving VILA, Qwen-VL, ...;
+  ``--vlm-url`` / ``--vlm-model`` or ``REGIONLIB_VLM_BASE_URL`` / ``REGIONLIB_VLM_MODEL``),
+  through the persistent answer cache; ``--vlm regionworld-oracle`` answers with RegionWorld's own
+  grammar caption (the embedded world's annotator, like the rule judge).
+* ``describe`` (default) — DLC-SDP stage 2, described below.
+* ``phrases`` — seed 001 §2: noun phrases parsed (spaCy) from each image's caption
+  (RegionWorld: its regions' captions; ``--captions`` JSON ``{image id: caption}`` for
+  ``--images``); each phrase is scored against every proposal (``--similarity captioner``: the
+  trained captioner's mean log-probability of the phrase given the region; ``clip:PATH``: CLIP /
+  SigLIP cosine similarity, seed 001's choice) and grounded to the best one; after all
+  shards, the lowest ``--drop-fraction`` of phrases over the whole dataset is dropped
+  (`drop_lowest_fraction`) into ``filtered.jsonl``.
+
+Stage 2, per image: region proposals (``regionworld``: the generator's own instance masks and class
+names, standing in for DAM's detector; ``sam``: class-agnostic `SamAutomaticMaskGenerator`
+masks with SAM's predicted IoU) -> a description of every proposal by the trained captioner ->
+confidences (caption mean log-probability per token, SAM's predicted IoU, detector score when
+the source has one) -> `regionlib.selflabel.passes_thresholds` -> at most ``--max-per-image``
+regions per image, of different classes (`select_per_image`) -> JSON-lines shards (one record
+per kept region: id ``"{image_id}_{k}"``, class, caption, box, COCO-RLE mask, confidences, and
+where the image comes from) with a checksummed manifest. A rerun skips finished shards; a
+worker that dies mid-shard leaves no partial file and its shard is recomputed, so no record is
+lost or duplicated. Read the output with `regionlib.shards.read_jsonl_shards`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from ..distributed import init_ray, run_shards
+from ..errors import ConfigError
+from ..shards import ShardedWriter, plan_shards
+from .stages import filter_phrases, image_source, make_label_work
+
+__all__ = ["parse_args", "main"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--stage", choices=["keywords", "describe", "phrases"], default="describe")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--regionworld", type=int, metavar="N", help="label N images of a RegionWorld split")
+    src.add_argument("--images", help="directory of image files (SAM proposals, or --coco annotations)")
+    p.add_argument("--coco", help="COCO-format instances JSON over --images (class-annotated regions)")
+    p.add_argument("--captions", help="JSON {image id: caption} for --stage phrases over --images")
+    p.add_argument("--world-seed", type=int, default=0)
+    p.add_argument("--split", default=None, help="RegionWorld split (default: train for keywords, else unlabeled)")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--checkpoint", help="a ray_jobs/train.py checkpoint directory")
+    model.add_argument("--captioner", help="a RegionModel.save_pretrained directory")
+    model.add_argument("--preset", help="a model preset, random init (smoke tests only)")
+    p.add_argument("--proposals", choices=["regionworld", "sam"], default=None,
+                   help="default: the annotations when there are any, else sam")
+    p.add_argument("--sam-preset", default="tiny")
+    p.add_argument("--sam-checkpoint", default=None)
+    p.add_argument("--points-per-side", type=int, default=16)
+    p.add_argument("--min-logprob", type=float, default=None, help="minimum mean log-probability per caption token")
+    p.add_argument("--min-predicted-iou", type=float, default=0.5, help="minimum SAM predicted IoU (sam proposals)")
+    p.add_argument("--max-per-image", type=int, default=2)
+    p.add_argument("--max-new-tokens", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=16, help="regions per captioner forward pass")
+    p.add_argument("--drop-fraction", type=float, default=0.3, help="seed 001's R: share of phrases dropped")
+    p.add_argument("--similarity", default="captioner",
+                   help="phrases stage: 'captioner' (phrase log-probability) or 'clip:PATH' (CLIP / SigLIP checkpoint)")
+    p.add_argument("--spacy", default=None, help="spaCy pipeline for noun phrases (default en_core_web_sm)")
+    p.add_argument("--vlm", choices=["openai", "regionworld-oracle"], default="openai", help="stage 1 backend")
+    p.add_argument("--vlm-url", default=None)
+    p.add_argument("--vlm-model", default=None)
+    p.add_argument("--vlm-concurrency", type=int, default=4)
+    p.add_argument("--vlm-max-tokens", type=int, default=300)
+    p.add_argument("--cache", default=None, help="VLM answer cache (default: <out>/answers.sqlite)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--shard-size", type=int, default=8)
+    p.add_argument("--actors", type=int, default=1)
+    p.add_argument("--cpus-per-actor", type=float, default=1.0)
+    p.add_argument("--gpus-per-actor", type=float, default=0)
+    p.add_argument("--address", default=None, help="Ray address (default: $RAY_ADDRESS or a local instance)")
+    p.add_argument("--fail-shard", type=int, default=None, help=argparse.SUPPRESS)  # fault injection (tests)
+    p.add_argument("--fail-marker", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    annotated = bool(args.regionworld or args.coco)
+    proposals = args.proposals or ("regionworld" if annotated else "sam")
+    if proposals == "regionworld" and not annotated:
+        raise ConfigError("--proposals regionworld needs annotated images (--regionworld N or --coco); use sam")
+    if args.coco and not args.images:
+        raise ConfigError("--coco needs --images (the image directory the annotations refer to)")
+    needs_captioner = args.stage == "describe" or (args.stage == "phrases" and args.similarity == "captioner")
+    if args.similarity != "captioner" and not args.similarity.startswith("clip:"):
+        raise ConfigError(f"--similarity must be 'captioner' or 'clip:PATH', got {args.similarity!r}")
+    if needs_captioner and not (args.checkpoint or args.captioner or args.preset):
+        raise ConfigError(f"--stage {args.stage} needs a captioner: --checkpoint, --captioner or --preset")
+    if args.stage == "keywords" and not annotated:
+        raise ConfigError("--stage keywords expands annotated regions: use --regionworld or --coco")
+    if args.stage == "keywords" and args.vlm == "regionworld-oracle" and not args.regionworld:
+        raise ConfigError("--vlm regionworld-oracle answers for RegionWorld regions only")
+    if args.max_per_image < 1 or args.shard_size < 1 or args.actors < 1 or not 0 <= args.drop_fraction <= 1:
+        raise ConfigError("--max-per-image, --shard-size and --actors must be positive, --drop-fraction in [0, 1]")
+    resolve = (lambda v: str(Path(v).resolve()) if v else None)
+    captions = None
+    if args.captions:
+        from ..evaluation.formats import read_json
+
+        captions = {str(k): v for k, v in read_json(args.captions).items()}
+    config = {"stage": args.stage, "regionworld": args.regionworld, "images": resolve(args.images),
+              "coco": resolve(args.coco), "captions": captions, "world_seed": args.world_seed,
+              "split": args.split or ("train" if args.stage == "keywords" else "unlabeled"),
+              "checkpoint": resolve(args.checkpoint), "captioner": resolve(args.captioner), "preset": args.preset,
+              "proposals": proposals, "sam_preset": args.sam_preset, "sam_checkpoint": resolve(args.sam_checkpoint),
+              "points_per_side": args.points_per_side, "min_logprob": args.min_logprob,
+              "min_predicted_iou": args.min_predicted_iou, "max_per_image": args.max_per_image,
+              "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "shard_size": args.shard_size,
+              "vlm": args.vlm if args.stage == "keywords" else None, "vlm_model": args.vlm_model,
+              "vlm_max_tokens": args.vlm_max_tokens, "similarity": args.similarity, "spacy": args.spacy}
+    writer = ShardedWriter(args.out, kind=f"self_labels:{args.stage}", config=config, suffix=".jsonl")
+    ids, _ = image_source(config)
+    specs = plan_shards(ids, args.shard_size)
+    cache = args.cache or str(args.out.resolve() / "answers.sqlite")
+    run_config = dict(config, gpus_per_actor=args.gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
+                      fail_shard=args.fail_shard,
+                      fail_marker=args.fail_marker, vlm_url=args.vlm_url, vlm_concurrency=args.vlm_concurrency,
+                      cache=cache)  # not part of the manifest's config: where to reach things, not what to compute
+    init_ray(args.address)
+    t0 = time.perf_counter()
+    stats = run_shards(writer, specs, make_label_work(run_config), actors=args.actors,
+                       num_cpus=args.cpus_per_actor, num_gpus=args.gpus_per_actor)
+    if args.stage == "phrases":
+        stats.update(filter_phrases(args.out, args.drop_fraction))
+    stats["seconds"] = round(time.perf_counter() - t0, 2)
+    print(json.dumps(stats))
+    return stats

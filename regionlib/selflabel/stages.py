@@ -1,0 +1,223 @@
+"""DLC-SDP and seed 001 self-labeling stages as Ray Data shard workers (REFERENCE §2).
+
+The job's documentation and command line are `regionlib.selflabel.cli` (``ray_jobs/self_label.py``
+is its launcher). `LabelWorker` runs one stage on one shard of images inside an actor: models
+load once per actor, regions are captioned and scored through `RegionPredictor`, and each shard
+is written atomically (`regionlib.shards`), so a rerun skips finished shards and a dead actor's
+shard is recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import ConfigError
+
+__all__ = ["load_captioner", "image_source", "LabelWorker", "make_label_work", "filter_phrases"]
+
+
+def load_captioner(config: dict):
+    """The captioner named by the job config: a train.py checkpoint, a saved RegionModel or a preset."""
+    from ..models import RegionModel
+
+    path = config.get("checkpoint") or config.get("captioner")
+    if path:  # a training checkpoint is a save_pretrained directory too
+        return RegionModel.from_pretrained(path).eval()
+    from ..data.grammar import caption_words
+    from ..models import create_model
+    from ..models.tokenizer import builtin_tokenizer
+
+    return create_model(config["preset"], tokenizer=builtin_tokenizer([" ".join(caption_words())])).eval()
+
+
+def image_source(config: dict):
+    """``(ids, load)``: the image ids to label and ``load(id) -> (image_id, image, proposals or None, origin)``."""
+    if config.get("regionworld"):
+        from ..data.regionworld import SPLITS, generate_sample
+
+        seed, split = int(config["world_seed"]), config["split"]
+
+        def load(i):
+            s = generate_sample((seed, SPLITS[split], int(i)), split=split)
+            return s.image_id, s.image, s.regions, {"regionworld": [seed, split, int(i)]}
+
+        return list(range(int(config["regionworld"]))), load
+    if config.get("coco"):
+        from ..data.readers.coco import read_coco
+
+        records = {str(r.image_id): r for r in read_coco(config["coco"], config["images"])}
+
+        def load(image_id):
+            r = records[image_id]
+            return image_id, r.load_image(), r.regions, {"path": str(r.image_path)}
+
+        return sorted(records), load
+    from ..data.image_folder import list_images
+    from ..images import load_image
+
+    paths = list_images(Path(config["images"]))
+
+    def load(image_id):
+        return image_id, load_image(paths[image_id]), None, {"path": paths[image_id]}
+
+    return list(paths), load
+
+
+def _record(region_id: str, image_id: str, k: int, regions, caption: str, class_name, scores: dict, origin: dict,
+            **extra) -> dict:
+    from ..masks import encode_rle
+
+    r = regions[k]
+    return {"id": region_id, "image_id": image_id, "index": k, "class_name": class_name, "caption": caption,
+            "box_xyxy": [float(v) for v in r.boxes_xyxy[0]], "mask": encode_rle(r.masks)[0],
+            "image_size": list(regions.image_size), "scores": scores, "image": origin, **extra}
+
+
+class LabelWorker:
+    """One actor's shard worker for ``config["stage"]``; models load once, in the actor."""
+
+    def __init__(self, config: dict):
+        import torch
+
+        self.config = config
+        self.device = "cuda" if config["gpus_per_actor"] > 0 and torch.cuda.is_available() else "cpu"
+        torch.set_num_threads(max(1, int(config["cpus_per_actor"])))  # actors sharing a node do not oversubscribe it
+        _, self.load = image_source(config)
+        self.model = self.segmenter = self.vlm = self.nlp = None
+        if config["stage"] == "describe" or (config["stage"] == "phrases" and config["similarity"] == "captioner"):
+            from ..predictor import RegionPredictor
+
+            self.model = load_captioner(config).to(self.device)
+            self.predictor = RegionPredictor(self.model, batch_size=config["batch_size"])
+        if config["proposals"] == "sam" and config["stage"] != "keywords":
+            from ..sam import SamSegmenter, build_sam
+
+            self.segmenter = SamSegmenter(build_sam(config["sam_preset"], checkpoint=config["sam_checkpoint"]).to(self.device))
+        if config["stage"] == "keywords" and config["vlm"] == "openai":
+            from ..evaluation.judges import OpenAICompatibleVLM
+
+            self.vlm = OpenAICompatibleVLM(base_url=config["vlm_url"], model=config["vlm_model"], cache=config["cache"],
+                                           concurrency=config["vlm_concurrency"], max_tokens=config["vlm_max_tokens"])
+        if config["stage"] == "phrases":
+            from .filters import CaptionerSimilarity, CLIPSimilarity, spacy_pipeline
+
+            self.nlp = spacy_pipeline(config["spacy"])
+            if config["similarity"] == "captioner":
+                self.similarity = CaptionerSimilarity(self.model, batch_size=config["batch_size"])
+            else:  # clip:PATH (a CLIP or SigLIP checkpoint)
+                self.similarity = CLIPSimilarity.from_pretrained(config["similarity"].split(":", 1)[1])
+
+    def __call__(self, spec, shard_path) -> int:
+        from ..shards import atomic_write_bytes
+
+        fail, marker = self.config.get("fail_shard"), self.config.get("fail_marker")
+        if fail is not None and spec.index == int(fail) and marker and not os.path.exists(marker):
+            Path(marker).write_text(f"actor killed in shard {spec.index}")
+            os._exit(1)  # injected fault: the actor process dies mid-shard, before writing
+        label = getattr(self, self.config["stage"])
+        records = [rec for i in spec.ids for rec in label(i)]
+        atomic_write_bytes(shard_path, "".join(json.dumps(r) + "\n" for r in records).encode())
+        return len(records)
+
+    # ------------------------------------------------------------------ the stages
+    def _proposals(self, image, regions):
+        if self.segmenter is not None:
+            return self.segmenter.propose(image, points_per_side=self.config["points_per_side"])
+        if regions is None:
+            raise ConfigError("--proposals regionworld needs annotated images (--regionworld or --coco); use --proposals sam")
+        return regions
+
+    def keywords(self, i) -> list[dict]:
+        """DLC-SDP stage 1: a VLM expands each annotated region's class name into a detailed caption."""
+        from ..evaluation.judges import multimodal_prompt
+        from ..images import encode_png
+        from .filters import keyword_expansion_prompt, stage1_images
+
+        image_id, image, regions, origin = self.load(i)
+        if regions is None or regions.labels is None:
+            raise ConfigError("--stage keywords needs class-annotated regions (--regionworld or --coco)")
+        if len(regions) == 0:
+            return []
+        if self.vlm is None:  # RegionWorld's annotator: its grammar caption of the region
+            captions = list(regions.captions)
+        else:
+            prompts = []
+            for k in range(len(regions)):
+                cropped, segmented = stage1_images(image, regions.masks[k])
+                head, tail = keyword_expansion_prompt(regions.labels[k]).rsplit("Here is the SEGMENTED image", 1)
+                prompts.append(multimodal_prompt([head + "Here is the CROPPED image:", encode_png(cropped),
+                                                  "Here is the SEGMENTED image" + tail, encode_png(segmented)]))
+            captions = [c.strip() for c in self.vlm.ask(prompts)]
+        ids = regions.ids or [f"{image_id}_{k}" for k in range(len(regions))]
+        return [_record(str(ids[k]), image_id, k, regions, captions[k], regions.labels[k], {}, origin,
+                        keyword=regions.labels[k]) for k in range(len(regions)) if captions[k]]
+
+    def describe(self, i) -> list[dict]:
+        """DLC-SDP stage 2: describe proposals, filter by confidence, keep <= N per image of different classes."""
+        from .filters import ConfidenceThresholds, Proposal, passes_thresholds, select_per_image
+
+        image_id, image, regions, origin = self.load(i)
+        regions = self._proposals(image, regions)
+        if len(regions) == 0:
+            return []
+        self.predictor.set_image(image)
+        described = self.predictor.describe(regions, max_new_tokens=self.config["max_new_tokens"])
+        captions, logps = described.captions, described.data["caption_logprob"]
+        classes = regions.labels if regions.labels is not None else [None] * len(regions)
+        proposals = []
+        for k in range(len(regions)):
+            scores = {"logprob": float(logps[k])}
+            if self.segmenter is not None:
+                scores["predicted_iou"] = float(regions.scores[k])
+            proposals.append(Proposal(image_id, f"{image_id}_{k}", classes[k], captions[k], scores))
+        thresholds = ConfidenceThresholds(predicted_iou=self.config["min_predicted_iou"],
+                                          logprob=self.config["min_logprob"])
+        kept = select_per_image([p for p in proposals if passes_thresholds(p, thresholds)],
+                                max_per_image=self.config["max_per_image"],
+                                rank_by="predicted_iou" if self.segmenter is not None else "logprob")
+        return [_record(p.region_id, image_id, int(p.region_id.rsplit("_", 1)[1]), regions, p.caption, p.class_name,
+                        p.scores, origin) for p in kept]
+
+    def phrases(self, i) -> list[dict]:
+        """Seed 001: noun phrases of the image's caption, each grounded to its best-scoring proposal."""
+        from .filters import ground_phrases, noun_phrases
+
+        image_id, image, regions, origin = self.load(i)
+        caption = self.config["captions"].get(image_id) if self.config.get("captions") else None
+        if caption is None:
+            if regions is None or regions.captions is None:
+                raise ConfigError(f"no caption for image {image_id!r}: pass --captions JSON for --images")
+            caption = " ".join(regions.captions)
+        regions = self._proposals(image, regions)
+        phrases = sorted(set(noun_phrases([caption], self.nlp)[0]))
+        if len(regions) == 0 or not phrases:
+            return []
+        best, score = ground_phrases(phrases, image, regions.masks, self.similarity)
+        return [_record(f"{image_id}_p{j}", image_id, int(best[j]), regions, phrase, None,
+                        {"phrase_score": float(score[j])}, origin, source_caption=caption)
+                for j, phrase in enumerate(phrases)]
+
+
+def make_label_work(config: dict):
+    """Factory run once per actor (Ray Data): builds the `LabelWorker` there."""
+
+    def build():
+        return LabelWorker(config)
+
+    return build
+
+
+def filter_phrases(out: Path, fraction: float) -> dict:
+    """Seed 001's dataset-wide filter: drop the lowest ``fraction`` of phrase scores -> ``filtered.jsonl``."""
+    from .filters import drop_lowest_fraction
+    from ..shards import atomic_write_bytes, read_jsonl_shards
+
+    records = sorted(read_jsonl_shards(out), key=lambda r: r["id"])
+    keep = drop_lowest_fraction([r["scores"]["phrase_score"] for r in records], fraction) if records else []
+    kept = [r for r, k in zip(records, keep) if k]
+    atomic_write_bytes(out / "filtered.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())
+    return {"phrases": len(records), "kept": len(kept)}
+
+
