@@ -403,7 +403,7 @@ def build_report(out: Path, st: Settings, per_seed, results, label_stats, test, 
     fig_dist = metric_distributions(cider, metric="CIDEr", bins=40)
     regions = [(s.image, m) for s in test for m in s.regions.masks]
     ids = per_seed["dam"][s0]["per_sample"]["ids"]
-    dam_preds = results["dam"][s0]["predictions"]["box"]
+    dam_preds = results["dam"][s0]["predictions"]["default"]
     refs = {str(i): c for s in test for i, c in zip(s.regions.ids, s.regions.captions)}
     order = {str(i): k for k, i in enumerate(str(i) for s in test for i in s.regions.ids)}
     fig_fail = failure_gallery([regions[order[i]][0] for i in ids], [regions[order[i]][1] for i in ids],
