@@ -633,11 +633,12 @@ def check_tokenizer(lm: nn.Module, tokenizer, *, path: str | None = None) -> Non
         if differ:
             raise CheckpointError(f"the tokenizer's vocabulary does not match the LM's own tokenizer at {path!r}: "
                                   f"{len(differ)} of its {len(own)} tokens differ (e.g. {differ[:5]})")
-    top = max(vocab.values()) + 1 if vocab else 0
-    if max(len(tokenizer), top) > rows:
-        raise CheckpointError(f"the tokenizer has {max(len(tokenizer), top)} token ids but the LM"
-                              f"{' at ' + repr(path) if path else ''} has {rows} embedding rows: "
-                              "a tokenizer of another vocabulary")
+    special = set(tokenizer.all_special_tokens)
+    beyond = sorted((i, t) for t, i in vocab.items() if i >= rows and t not in special)
+    if beyond:  # special tokens added for regionlib's roles (RAS, PGC) get new rows when the head is built
+        raise CheckpointError(f"the tokenizer has token ids up to {beyond[-1][0]} but the LM"
+                              f"{' at ' + repr(path) if path else ''} has {rows} embedding rows "
+                              f"(e.g. {[t for _, t in beyond[:5]]}): a tokenizer of another vocabulary")
 
 
 def build_lm_head(config: LMConfig, tokenizer, *, special_tokens: Sequence[str] = (), load_weights: bool = True) -> LMHead:

@@ -122,3 +122,60 @@ def test_mean_log_prob_is_minus_the_unsmoothed_loss(head):
     prefix = torch.randn(1, 3, head.width)
     nll = head.loss(prefix, ["a red circle"], label_smoothing=0.0)
     torch.testing.assert_close(head.mean_log_prob(prefix, ["a red circle"]), -nll.detach()[None], atol=1e-5, rtol=0)
+
+
+def _bos_chat_tokenizer():
+    """A byte-level BPE tokenizer that adds BOS to plain text and has a chat template (Llama style)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(["select the masks that match", "a red circle and a blue square"],
+                            trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<|eot|>"],
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                   additional_special_tokens=["<|eot|>"])
+    fast.chat_template = ("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}<|eot|>{% endfor %}"
+                          "{% if add_generation_prompt %}[assistant]{% endif %}")
+    return fast
+
+
+def test_whole_contexts_start_with_bos_and_follow_the_chat_template():
+    """Bug: contexts never started with BOS and ignored the tokenizer's chat template; `context(parts)`
+    (RAS / grounded captioning) and `contexts(prefix)` must both render the user turn with the slots kept."""
+    tok = _bos_chat_tokenizer()
+    head = build_lm_head(LMConfig(template="{visual} Describe the masked region in detail."), tok)
+    a, b = torch.randn(2, head.width), torch.randn(1, head.width)
+    ctx = head.context(["Select: ", a, " and ", b])
+    rendered = tok.apply_chat_template([{"role": "user", "content": "Select: {visual} and {visual}"}], tokenize=False,
+                                       add_generation_prompt=True)
+    pieces = [tok(p, add_special_tokens=False)["input_ids"] for p in rendered.split("{visual}")]
+    pieces[0] = [tok.bos_token_id] + pieces[0]  # the template's text has no BOS of its own: prepended once
+    emb = head.lm.get_input_embeddings().weight
+    want = torch.cat([emb[pieces[0]], a, emb[pieces[1]], b, emb[pieces[2]]])
+    assert torch.equal(ctx, want)
+    before, _ = head.template_ids()
+    assert before[0] == tok.bos_token_id and before.count(tok.bos_token_id) == 1
+    no_chat = build_lm_head(LMConfig(chat_template=False), _bos_chat_tokenizer())
+    assert no_chat.template_ids()[0] == [tok.bos_token_id]  # plain text: BOS, then the visual slot
+
+
+def test_generation_stops_at_the_generation_configs_eos():
+    """Bug: generation stopped only at the tokenizer's eos, not at the generation config's (end of turn)."""
+    tok = _bos_chat_tokenizer()
+    head = build_lm_head(LMConfig(), tok)
+    eot = tok.convert_tokens_to_ids("<|eot|>")
+    head.lm.generation_config.eos_token_id = [tok.eos_token_id, eot]
+    assert head.eos_ids == [tok.eos_token_id, eot]
+    seen = {}
+
+    def fake_generate(**kwargs):
+        seen.update(kwargs)
+        return torch.tensor([[5, 6, eot, 7], [8, tok.eos_token_id, 9, 9]])
+
+    head.lm.generate = fake_generate
+    assert head.generate_ids(torch.randn(2, 3, head.width)) == [[5, 6], [8]]
+    assert seen["eos_token_id"] == [tok.eos_token_id, eot]

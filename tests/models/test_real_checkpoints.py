@@ -419,8 +419,9 @@ def test_saved_directory_opens_without_its_sources(src, sam_preset, tmp_path, pr
 
 
 def test_training_checkpoint_directory_opens(tmp_path):
-    """Bug: ray_jobs/train.py checkpoints were a second format that from_pretrained could not open; a
-    training checkpoint is the model directory plus optimizer / RNG state beside it."""
+    """Guards the one-format contract (ray_jobs/train.py used to write a second format): a training
+    checkpoint is the model directory plus optimizer / RNG / step state beside it, and those extra
+    files must not break `from_pretrained`."""
     from safetensors.torch import save_file
 
     model = create_model("tiny-dam").eval()
@@ -477,8 +478,8 @@ def test_safetensors_hygiene_and_invalid_sizes(tmp_path):
 
 
 def test_every_cpu_sized_preset_round_trips(tmp_path):
-    """Bug: presets whose parts were not rebuilt from saved sub-configs (several encoders, DINOv2, SAM)
-    could not be re-opened; every tiny preset must build, save, load with equal state dicts."""
+    """Guard: every CPU-sized preset (several encoders, DINOv2, SAM, Llama) builds, saves and re-opens from
+    its saved sub-configs with equal state dicts (a new preset whose part is not saved would fail here)."""
     names = [n for n in list_presets() if n.startswith("tiny-")]
     assert len(names) >= 15
     for name in names:
