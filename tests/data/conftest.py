@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,16 @@ def write_image(path: Path, h: int, w: int, seed: int = 0) -> np.ndarray:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(img).save(path)
     return img
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims ``width x height`` RGB but whose pixel data is a few bytes: opening it
+    reads the size; decoding it would allocate the full image (then fail as truncated)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def rle_of(mask: np.ndarray) -> dict:

@@ -15,7 +15,7 @@ from PIL import Image
 from regionlib.data.readers.base import ReadReport, iter_json_array
 from regionlib.errors import DataFormatError
 
-from .conftest import rect_mask, rle_of, write_image
+from .conftest import png_header, rect_mask, rle_of, write_image
 
 
 # ------------------------------------------------------------------------------ JSON streaming
@@ -308,6 +308,27 @@ def test_coco_panoptic(tmp_path):
     (tmp_path / "pan" / "000000000009.png").unlink()
     with pytest.raises(DataFormatError, match="PNG"):
         list(read_coco_panoptic(tmp_path / "pan.json", tmp_path / "pan", tmp_path / "img"))
+
+
+def test_panoptic_png_size_is_checked_before_decoding(tmp_path, monkeypatch):
+    """Bug caught: the panoptic reader decoded a 144-MP PNG (a decompression bomb) before any size check."""
+    from regionlib.data.readers.panoptic import read_coco_panoptic
+
+    data, _ = _panoptic(tmp_path)
+    data["images"][0].update(height=12000, width=12000)
+    (tmp_path / "pan.json").write_text(json.dumps(data))
+    (tmp_path / "pan" / "000000000009.png").write_bytes(png_header(12000, 12000))
+    decoded = []
+    monkeypatch.setattr(Image.Image, "load", lambda self, *a: decoded.append(self.size))
+    report = ReadReport()
+    assert list(read_coco_panoptic(tmp_path / "pan.json", tmp_path / "pan", tmp_path / "img", on_error="skip",
+                                   report=report, check_images=False)) == []
+    assert decoded == [] and "max_pixels" in report.reasons()[0]  # the image entry itself is refused
+    data["images"][0].update(height=30, width=40)  # entry fine, PNG header disagrees: refused, not decoded
+    (tmp_path / "pan.json").write_text(json.dumps(data))
+    with pytest.raises(DataFormatError, match=r"image_id=9.*\(12000, 12000\).*not decoded"):
+        list(read_coco_panoptic(tmp_path / "pan.json", tmp_path / "pan", tmp_path / "img"))
+    assert decoded == []
 
 
 def test_parse_grounded_caption():

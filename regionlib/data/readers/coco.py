@@ -33,7 +33,7 @@ from ...regions import Regions
 from .base import (ErrorPolicy, ImageRecord, ReadReport, as_mapping, check_box_xywh, check_unique, id_problem,
                    path_inside, read_json, checked_size)
 
-__all__ = ["read_coco", "read_lvis", "coco_image_file"]
+__all__ = ["read_coco", "read_lvis", "coco_image_file", "checked_image"]
 
 
 def coco_image_file(image: dict, *, lvis: bool = False) -> str:
@@ -65,20 +65,25 @@ def _image_entries(data: dict, path: Path, image_root: Path, policy: ErrorPolicy
             continue
         if e["id"] in dups:
             continue
-        ref = f"image id={e['id']!r}"
-        size, bad = checked_size(e.get("height"), e.get("width"), max_pixels)
+        size, file, bad = checked_image(e, image_root, lvis=lvis, max_pixels=max_pixels)
         if bad:
-            policy.fail(path, ref, bad)
-            continue
-        try:
-            file, bad = path_inside(image_root, coco_image_file(e, lvis=lvis), "file_name")
-        except DataFormatError as exc:
-            file, bad = None, str(exc)
-        if bad:
-            policy.fail(path, ref, bad)
+            policy.fail(path, f"image id={e['id']!r}", bad)
             continue
         images[e["id"]] = (file, size, e)
     return images
+
+
+def checked_image(entry: dict, image_root: Path, *, lvis: bool = False, max_pixels: int | None = None):
+    """``((H, W), file, None)`` of a COCO image entry (size within ``max_pixels``, file name inside
+    ``image_root``), or ``(None, None, reason)`` (shared by the COCO, RefCOCO and gRefCOCO readers)."""
+    size, bad = checked_size(entry.get("height"), entry.get("width"), max_pixels)
+    if bad:
+        return None, None, bad
+    try:
+        file, bad = path_inside(image_root, coco_image_file(entry, lvis=lvis), "file_name")
+    except DataFormatError as exc:
+        return None, None, str(exc)
+    return (size, file, None) if not bad else (None, None, bad)
 
 
 def read_coco(annotation_json: str | Path, image_root: str | Path, *, on_error: str = "raise",

@@ -20,11 +20,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterator
 
-from ...errors import DataFormatError
+from ...errors import DataFormatError, RegionLibError
 from ...regions import Regions
 from .base import ErrorPolicy, ImageRecord, ReadReport, read_json
-from .coco import coco_image_file
-from .refcoco import checked_refs
+from .refcoco import checked_refs, image_of
 
 __all__ = ["read_grefcoco"]
 
@@ -39,7 +38,7 @@ def _target_ids(ref) -> list | None:
 
 def read_grefcoco(root: str | Path, *, image_root: str | Path, split: str | None = None, split_by: str = "unc",
                   on_error: str = "raise", report: ReadReport | None = None,
-                  check_images: bool = True) -> Iterator[ImageRecord]:
+                  check_images: bool = True, max_pixels: int | None = None) -> Iterator[ImageRecord]:
     """One record per image that has expressions (of ``split`` if given); see the module docstring.
 
     Each expression: ``{"ref_id", "sentences": [str], "target_indices": [int], "no_target": bool, "split"}``.
@@ -86,20 +85,20 @@ def read_grefcoco(root: str | Path, *, image_root: str | Path, split: str | None
             policy.fail(refs_path, where, "needs a non-empty list of sentences with 'sent'")
             continue
         per_image[ref["image_id"]].append((ref, targets, no_target))
-    return _records(per_image, images, anns_by_image, cats, Path(image_root), inst_path, refs_path, policy, check_images)
+    return _records(per_image, images, anns_by_image, cats, Path(image_root), inst_path, refs_path, policy,
+                    check_images, max_pixels)
 
 
-def _records(per_image, images, anns_by_image, cats, image_root, inst_path, refs_path, policy, check_images):
+def _records(per_image, images, anns_by_image, cats, image_root, inst_path, refs_path, policy, check_images,
+             max_pixels):
     for image_id, exprs in per_image.items():
-        img = images[image_id]
-        size = (int(img["height"]), int(img["width"]))
-        file = image_root / coco_image_file(img)
-        if check_images and not file.is_file():
-            policy.fail(refs_path, f"image_id={image_id!r}", f"image file {file} does not exist")
+        found = image_of(images, image_id, image_root, inst_path, policy, check_images, max_pixels)
+        if found is None:
             continue
+        size, file = found
         try:
             regions = Regions.from_coco(anns_by_image[image_id], image_size=size, categories=cats, source=str(inst_path))
-        except DataFormatError as exc:
+        except RegionLibError as exc:
             policy.error(exc, inst_path, f"image_id={image_id!r}")
             continue
         index = {a: i for i, a in enumerate(regions.ids)}

@@ -16,6 +16,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ...errors import DataFormatError
 from ...regions import Regions
 from .base import ImageRecord
 
@@ -65,15 +66,20 @@ def regions_to_struct(regions: Regions) -> list[dict]:
 
 
 def regions_from_struct(structs: Sequence[Mapping], *, image_size: tuple[int, int]) -> Regions:
-    """Inverse of `regions_to_struct` (via `Regions.from_rows`)."""
+    """Inverse of `regions_to_struct` (via `Regions.from_rows`); a malformed struct raises
+    `DataFormatError` naming the region and the field."""
     rows = []
-    for s in structs:
-        row = {"id": json.loads(s["id"]), "box_xyxy": list(s["box_xyxy"]),
-               "mask_rle": None if s["mask_rle"] is None else {"size": list(s["mask_rle"]["size"]),
-                                                               "counts": s["mask_rle"]["counts"]},
-               "score": s["score"], "caption": s["caption"], "label": s["label"],
-               "image_height": image_size[0], "image_width": image_size[1]}
-        row.update({f"data.{k}": v for k, v in json.loads(s["data"]).items()})
+    for i, s in enumerate(structs):
+        try:
+            row = {"id": json.loads(s["id"]), "box_xyxy": list(s["box_xyxy"]),
+                   "mask_rle": None if s["mask_rle"] is None else {"size": list(s["mask_rle"]["size"]),
+                                                                   "counts": s["mask_rle"]["counts"]},
+                   "score": s["score"], "caption": s["caption"], "label": s["label"],
+                   "image_height": image_size[0], "image_width": image_size[1]}
+            row.update({f"data.{k}": v for k, v in json.loads(s["data"]).items()})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+            raise DataFormatError(f"regions[{i}]: not a region struct of REGION_FEATURES "
+                                  f"({type(exc).__name__}: {exc})") from exc
         rows.append(row)
     return Regions.from_rows(rows, image_size=image_size)
 
@@ -116,9 +122,14 @@ def _restore_regions(obj: dict):
 
 
 def from_hf_row(row: Mapping) -> ImageRecord:
-    """An `ImageRecord` back from a row of `to_hf_dataset` (its path, or the embedded pixels in ``.image``)."""
-    size = (int(row["image_height"]), int(row["image_width"]))
-    extra = json.loads(row["extra"], object_hook=_restore_regions)
+    """An `ImageRecord` back from a row of `to_hf_dataset` (its path, or the embedded pixels in ``.image``);
+    a malformed row raises `DataFormatError` naming the field."""
+    try:
+        size = (int(row["image_height"]), int(row["image_width"]))
+        extra = json.loads(row["extra"], object_hook=_restore_regions)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataFormatError(f"row image_id={row.get('image_id')!r}: needs integer image_height, image_width and "
+                              f"JSON text 'extra' ({type(exc).__name__}: {exc})") from exc
     path = row.get("image_path")
     pixels = np.asarray(row["image"].convert("RGB")) if row.get("image") is not None else None
     return ImageRecord(image_id=row["image_id"], image_path=None if path is None else Path(path), image_size=size,

@@ -20,9 +20,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from ...errors import DataFormatError
+from ...errors import RegionLibError
 from ...regions import Regions
-from .base import ErrorPolicy, ImageRecord, ReadReport, iter_json_array, iter_json_lines, require_file
+from .base import (ErrorPolicy, ImageRecord, ReadReport, checked_size, iter_json_array, iter_json_lines, path_inside,
+                   require_file)
 
 __all__ = ["read_maskgroups_hq", "extract_query"]
 
@@ -45,7 +46,8 @@ def _pool(rles, size, path, where) -> Regions:
 
 
 def read_maskgroups_hq(json_path: str | Path, image_root: str | Path, *, on_error: str = "raise",
-                       report: ReadReport | None = None, check_images: bool = True) -> Iterator[ImageRecord]:
+                       report: ReadReport | None = None, check_images: bool = True,
+                       max_pixels: int | None = None) -> Iterator[ImageRecord]:
     """Stream the samples (JSON list or ``.jsonl``) as records (see the module docstring)."""
     path = require_file(json_path, "MaskGroups-HQ file")
     policy = ErrorPolicy(on_error, report)
@@ -53,10 +55,25 @@ def read_maskgroups_hq(json_path: str | Path, image_root: str | Path, *, on_erro
         items = ((f"line {n}", v) for n, v in iter_json_lines(path, "MaskGroups-HQ file"))
     else:
         items = ((f"sample {k}", v) for k, v in enumerate(iter_json_array(path, "MaskGroups-HQ file")))
-    return _records(items, path, Path(image_root), policy, check_images)
+    return _records(items, path, Path(image_root), policy, check_images, max_pixels)
 
 
-def _records(items, path, image_root, policy, check_images):
+def _pool_size(s: dict, max_pixels) -> tuple[tuple[int, int] | None, str | None]:
+    """The one ``(H, W)`` shared by every RLE of the sample's pools, else ``(None, reason)``."""
+    pools = (s["gt_mask_pool"], s["mask_pool"])
+    if not all(isinstance(p, list) for p in pools):
+        return None, "fields 'gt_mask_pool' and 'mask_pool' must be lists of RLEs"
+    rles = [*pools[0], *pools[1]]
+    if not rles or not all(isinstance(r, dict) and isinstance(r.get("size"), list) and len(r["size"]) == 2
+                           for r in rles):
+        return None, "every pool entry must be an RLE {'size': [H, W], 'counts': ...}"
+    sizes = {tuple(r["size"]) if all(isinstance(v, int) for v in r["size"]) else None for r in rles}
+    if len(sizes) != 1 or None in sizes:
+        return None, f"every pool entry must be an RLE of one image size, got sizes {sorted(map(str, sizes))}"
+    return checked_size(*sizes.pop(), max_pixels)
+
+
+def _records(items, path, image_root, policy, check_images, max_pixels):
     for where, s in items:
         if not isinstance(s, dict):
             policy.fail(path, where, "expected an object")
@@ -65,22 +82,16 @@ def _records(items, path, image_root, policy, check_images):
         if missing:
             policy.fail(path, where, f"missing fields {missing}")
             continue
-        file = image_root / str(s["image"])
-        if check_images and not file.is_file():
-            policy.fail(path, where, f"image file {file} does not exist")
-            continue
-        pools = [r for r in (*s["gt_mask_pool"], *s["mask_pool"]) if isinstance(r, dict)]
-        sizes = {tuple(int(v) for v in r.get("size", ())) for r in pools}
-        if len(sizes) != 1 or len(pools) != len(s["gt_mask_pool"]) + len(s["mask_pool"]):
-            policy.fail(path, where, f"every pool entry must be an RLE of one image size, got sizes {sorted(sizes)}")
-            continue
-        size = sizes.pop()
-        if len(size) != 2:
-            policy.fail(path, where, f"RLE size must be [H, W], got {list(size)}")
+        file, bad = path_inside(image_root, s["image"], "image")
+        if not bad and check_images and not file.is_file():
+            bad = f"image file {file} does not exist"
+        size, bad = (None, bad) if bad else _pool_size(s, max_pixels)
+        if bad:
+            policy.fail(path, where, bad)
             continue
         try:
             gt, candidates = _pool(s["gt_mask_pool"], size, path, where), _pool(s["mask_pool"], size, path, where)
-        except DataFormatError as exc:
+        except RegionLibError as exc:
             policy.error(exc, path, where)
             continue
         groups = s["gt_mask_group"]

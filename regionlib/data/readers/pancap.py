@@ -29,7 +29,7 @@ from typing import Iterator
 
 from ...errors import DataFormatError
 from .base import ErrorPolicy, ImageRecord, ReadReport
-from .panoptic import PanopticIndex, load_panoptic_regions
+from .panoptic import PanopticIndex, image_file, load_panoptic_regions
 
 __all__ = ["GroundedPhrase", "GroundedCaption", "parse_grounded_caption", "read_pancap"]
 
@@ -95,15 +95,15 @@ def parse_grounded_caption(caption: str) -> GroundedCaption:
 
 def read_pancap(pancap_json: str | Path, panoptic_root: str | Path, image_root: str | Path, *,
                 caption_key: str = "caption", on_error: str = "raise", report: ReadReport | None = None,
-                check_images: bool = True) -> Iterator[ImageRecord]:
+                check_images: bool = True, max_pixels: int | None = None) -> Iterator[ImageRecord]:
     """One record per captioned image (see the module docstring); a caption with a malformed tag,
     or a tag naming a segment id the image does not have, is a bad record."""
     policy = ErrorPolicy(on_error, report)
-    index = PanopticIndex(pancap_json, policy)
-    return _records(index, Path(panoptic_root), Path(image_root), caption_key, policy, check_images)
+    index = PanopticIndex(pancap_json, policy, max_pixels=max_pixels)
+    return _records(index, Path(panoptic_root), Path(image_root), caption_key, policy, check_images, max_pixels)
 
 
-def _records(index, panoptic_root, image_root, caption_key, policy, check_images):
+def _records(index, panoptic_root, image_root, caption_key, policy, check_images, max_pixels):
     for image_id, entry in index.entries.items():
         where = f"image_id={image_id!r}"
         if caption_key not in entry:
@@ -119,11 +119,10 @@ def _records(index, panoptic_root, image_root, caption_key, policy, check_images
         if unknown:
             policy.fail(index.path, where, f"grounding tags name segment ids {unknown} not in segments_info")
             continue
-        file = image_root / index.images[image_id]["file_name"]
-        if check_images and not file.is_file():
-            policy.fail(index.path, where, f"image file {file} does not exist")
+        file = image_file(index, image_id, image_root, policy, check_images)
+        if file is None:
             continue
-        regions = load_panoptic_regions(entry, index, panoptic_root, policy)
+        regions = load_panoptic_regions(entry, index, panoptic_root, policy, max_pixels=max_pixels)
         if regions is None:
             continue
         by_id: dict = {}

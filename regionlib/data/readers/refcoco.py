@@ -24,8 +24,9 @@ from typing import Iterator
 
 from ...errors import DataFormatError
 from ...regions import Regions
-from .base import ErrorPolicy, ImageRecord, ReadReport, read_json, require_file
-from .coco import coco_image_file
+from ...errors import RegionLibError
+from .base import ErrorPolicy, ImageRecord, ReadReport, id_problem, read_json, require_file
+from .coco import checked_image
 
 __all__ = ["PlainDataUnpickler", "load_refs_pickle", "read_refcoco", "DATASET_SPLITS"]
 
@@ -103,6 +104,10 @@ def checked_refs(refs, refs_path, images, inst_path, split, policy):
         if not isinstance(ref, dict):
             policy.fail(refs_path, where, "expected an object (dict)")
             continue
+        bad = id_problem(rid, "ref_id") or id_problem(ref.get("image_id"), "image_id")
+        if bad:
+            policy.fail(refs_path, f"refs[{k}]", bad)
+            continue
         if split is not None and ref.get("split") != split:
             continue
         if rid in seen:
@@ -117,7 +122,7 @@ def checked_refs(refs, refs_path, images, inst_path, split, policy):
 
 def read_refcoco(root: str | Path, dataset: str = "refcoco", split_by: str = "unc", *, image_root: str | Path,
                  split: str | None = None, on_error: str = "raise", report: ReadReport | None = None,
-                 check_images: bool = True) -> Iterator[ImageRecord]:
+                 check_images: bool = True, max_pixels: int | None = None) -> Iterator[ImageRecord]:
     """One record per image with one region per ref (its annotation's mask).
 
     Regions: ``ids`` = ref ids, ``captions`` = the first sentence, ``labels`` = category names,
@@ -135,7 +140,7 @@ def read_refcoco(root: str | Path, dataset: str = "refcoco", split_by: str = "un
     images, anns, cats = _instances(inst_path, policy)
     per_image = defaultdict(list)
     for where, ref in checked_refs(refs, refs_path, images, inst_path, split, policy):
-        ann = anns.get(ref.get("ann_id"))
+        ann = None if id_problem(ref.get("ann_id"), "ann_id") else anns.get(ref.get("ann_id"))
         if ann is None or ann.get("image_id") != ref["image_id"]:
             policy.fail(refs_path, where, f"ann_id {ref.get('ann_id')!r} is not an annotation of image {ref['image_id']!r}")
             continue
@@ -144,24 +149,35 @@ def read_refcoco(root: str | Path, dataset: str = "refcoco", split_by: str = "un
             policy.fail(refs_path, where, "needs a non-empty list of sentences with 'sent'")
             continue
         per_image[ref["image_id"]].append(ref)
-    return _records(per_image, images, anns, cats, Path(image_root), inst_path, refs_path, policy, check_images)
+    return _records(per_image, images, anns, cats, Path(image_root), inst_path, refs_path, policy, check_images,
+                    max_pixels)
 
 
-def _records(per_image, images, anns, cats, image_root, inst_path, refs_path, policy, check_images):
+def image_of(images, image_id, image_root, inst_path, policy, check_images, max_pixels):
+    """``(size, file)`` of a checked COCO image entry (on disk when checked), else None after reporting
+    it (shared by RefCOCO and gRefCOCO)."""
+    size, file, bad = checked_image(images[image_id], image_root, max_pixels=max_pixels)
+    if not bad and check_images and not file.is_file():
+        bad = f"image file {file} does not exist"
+    if bad:
+        policy.fail(inst_path, f"image_id={image_id!r}", bad)
+        return None
+    return size, file
+
+
+def _records(per_image, images, anns, cats, image_root, inst_path, refs_path, policy, check_images, max_pixels):
     for image_id, refs in per_image.items():
-        img = images[image_id]
-        size = (int(img["height"]), int(img["width"]))
-        file = image_root / coco_image_file(img)
-        if check_images and not file.is_file():
-            policy.fail(refs_path, f"image_id={image_id!r}", f"image file {file} does not exist")
+        found = image_of(images, image_id, image_root, inst_path, policy, check_images, max_pixels)
+        if found is None:
             continue
+        size, file = found
         good, masks = [], []
         for ref in refs:
             try:
                 masks.append(Regions.from_coco([anns[ref["ann_id"]]], image_size=size, categories=cats,
                                                source=str(inst_path)))
                 good.append(ref)
-            except DataFormatError as exc:
+            except RegionLibError as exc:
                 policy.error(exc, refs_path, f"ref_id={ref.get('ref_id')!r}")
         if not good:
             continue
