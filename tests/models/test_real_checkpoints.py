@@ -31,7 +31,7 @@ SENTENCES = ["a red circle on the left of the image", "a small blue square with 
              "select the masks that match the description", "user assistant system hello world"]
 CHAT = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|eot|>\n{% endfor %}"
         "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
-VISION = ("siglip", "clip", "clipfull", "dinov2", "dinov2reg", "vit")
+VISION = ("siglip", "siglipfull", "clip", "clipfull", "dinov2", "dinov2reg", "vit")
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -72,6 +72,10 @@ def _make_sources(root: Path) -> dict[str, Path]:
         out[name] = d
 
     save("siglip", tf.SiglipVisionModel(tf.SiglipVisionConfig(**vit)),
+         tf.SiglipImageProcessor(size={"height": 32, "width": 32}))
+    save("siglipfull", tf.SiglipModel(tf.SiglipConfig(
+        vision_config=vit, text_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                            intermediate_size=64, vocab_size=99))),
          tf.SiglipImageProcessor(size={"height": 32, "width": 32}))
     clip_proc = tf.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     save("clip", tf.CLIPVisionModel(tf.CLIPVisionConfig(**vit)), clip_proc)
@@ -125,9 +129,9 @@ def _source_vision(name: str, path: Path):
 
     cls = {"siglip": tf.SiglipVisionModel, "clip": tf.CLIPVisionModel, "dinov2": tf.Dinov2Model,
            "dinov2reg": tf.Dinov2WithRegistersModel, "vit": tf.ViTModel}
-    if name == "clipfull":
-        full = tf.CLIPModel.from_pretrained(str(path))
-        return tf.CLIPVisionModel._from_config(full.config.vision_config), full.vision_model.state_dict(), full
+    if name in ("clipfull", "siglipfull"):
+        full = (tf.CLIPModel if name == "clipfull" else tf.SiglipModel).from_pretrained(str(path)).eval()
+        return None, full.vision_model.state_dict(), full
     model = cls[name].from_pretrained(str(path)).eval()
     return model, model.state_dict(), model
 
@@ -172,7 +176,7 @@ def test_zero_init_backbone_equals_the_source_encoder(src, name):
     source = _source_vision(name, src[name])[2].eval()
     with torch.no_grad():
         out = bb(full_image=full, full_mask=m, crop_image=crop, crop_mask=crop_mask)
-        if name == "clipfull":
+        if name in ("clipfull", "siglipfull"):
             hidden = source.vision_model(pixel_values=crop, output_hidden_states=True).hidden_states
         else:
             hidden = source(pixel_values=crop, output_hidden_states=True).hidden_states
@@ -322,7 +326,12 @@ def test_lora_uses_peft_default_targets(src, name, targets):
     assert sorted(model.lm_head.lora["target_modules"]) == targets
     lora = [n for n, p in model.named_parameters() if "lora_" in n and p.requires_grad]
     assert lora and all(any(t in n for t in targets) for n in lora)
-    lm = model.lm_head.lm.get_base_model()
+    head = model.lm_head
+    head.loss(torch.randn(2, 3, head.width), ["a red circle", "the striped green triangle"]).backward()
+    grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None for n, p in head.lm.named_parameters() if "lora_" not in n)  # base weights frozen
+    lm = head.lm.get_base_model()
     lm.config.model_type = "no-such-architecture"
     with pytest.raises(ConfigError, match="lora_targets"):
         default_lora_targets(lm)
