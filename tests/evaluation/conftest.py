@@ -1,5 +1,5 @@
-"""Fixtures of the evaluation tests: the reference data (REGIONLIB_REFERENCE_DATA, default
-``<repo root>/../shared/reference-data``; tests skip with the reason when it is absent) and an
+"""Fixtures of the evaluation tests: the reference data (`reference_data`: REGIONLIB_REFERENCE_DATA,
+default ``<repo root>/../shared/reference-data``; tests skip with the reason when it is absent) and an
 isolated judge answer cache per test."""
 
 import json
@@ -8,19 +8,28 @@ from pathlib import Path
 
 import pytest
 
-REFERENCE = Path(os.environ.get("REGIONLIB_REFERENCE_DATA",
-                                Path(__file__).resolve().parents[2].parent / "shared" / "reference-data"))
 
-
-def load_reference(name: str):
-    path = REFERENCE / "dlc_bench" / name
-    if not path.exists():
-        pytest.skip(f"reference data not found at {path} (set REGIONLIB_REFERENCE_DATA)")
-    return json.loads(path.read_text())
+@pytest.fixture(scope="session")
+def reference_data() -> Path:
+    """The reference-data directory (REGIONLIB_REFERENCE_DATA or ``../shared/reference-data`` beside the clone)."""
+    root = Path(os.environ.get("REGIONLIB_REFERENCE_DATA",
+                               Path(__file__).resolve().parents[2].parent / "shared" / "reference-data"))
+    if not (root / "dlc_bench").is_dir():
+        pytest.skip(f"reference data not found at {root} (set REGIONLIB_REFERENCE_DATA)")
+    return root
 
 
 @pytest.fixture(scope="session")
-def dam_descriptions():
+def load_reference(reference_data):
+    """``load_reference(name)``: the parsed JSON of ``reference_data / "dlc_bench" / name``."""
+    def load(name: str):
+        return json.loads((reference_data / "dlc_bench" / name).read_text())
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def dam_descriptions(load_reference):
     """Real DAM-3B descriptions of the DLC-Bench regions: (v1, joint_v1), keyed by annotation id."""
     return load_reference("dam_3b_v1.json"), load_reference("dam_3b_joint_v1.json")
 

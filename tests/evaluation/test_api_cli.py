@@ -9,8 +9,6 @@ from regionlib.evaluation import evaluate, load_predictions, load_references
 from regionlib.evaluation.__main__ import main
 from regionlib.evaluation.judges import RuleJudge
 
-from .conftest import REFERENCE
-
 
 def test_cli_accepts_coco_and_dlc_prediction_formats(tmp_path, dam_descriptions):
     a, b = dam_descriptions
@@ -75,11 +73,9 @@ def test_file_format_errors_name_the_file(tmp_path):
     assert load_references(tmp_path / "refs.json") == {"7": ["one reference"], "8": ["a", "b"]}
 
 
-def test_released_dlc_cache_loads_as_questions():
+def test_released_dlc_cache_loads_as_questions(reference_data):
     from regionlib.evaluation import load_dlc_questions
 
-    path = REFERENCE / "dlc_bench" / "dam_3b_v1_eval.json"
-    if not path.exists():
-        pytest.skip(f"reference data not found at {path}")
+    questions = load_dlc_questions(reference_data / "dlc_bench" / "dam_3b_v1_eval.json")
     questions = load_dlc_questions(path)
     assert len(questions) == 100 and "avg_pos" not in questions

@@ -17,8 +17,6 @@ from regionlib.evaluation.dlc_bench import (
 )
 from regionlib.evaluation.judges import Judge
 
-from .conftest import load_reference
-
 PUBLISHED = {  # REFERENCE §3: Pos, Neg, Avg at full precision (the released cache's avg_pos / avg_neg)
     "dam_3b_v1_eval.json": (0.5101666666666668, 0.8299999999999998, 0.6700833333333334),
     "dam_3b_joint_v1_eval.json": (0.5676666666666668, 0.848, 0.7078333333333333),
@@ -26,7 +24,7 @@ PUBLISHED = {  # REFERENCE §3: Pos, Neg, Avg at full precision (the released ca
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
-def test_replaying_released_replies_gives_published_numbers_exactly(name):
+def test_replaying_released_replies_gives_published_numbers_exactly(name, load_reference):
     cache = load_reference(name)
     scores, results = replay_released_cache(cache)
     assert (scores.pos, scores.neg, scores.avg) == PUBLISHED[name]
@@ -40,14 +38,14 @@ def test_replaying_released_replies_gives_published_numbers_exactly(name):
         assert r.recognized == cache[r.region_id]["recognition_result"]
 
 
-def test_prompts_are_byte_identical_to_the_released_ones():
+def test_prompts_are_byte_identical_to_the_released_ones(load_reference):
     cache = load_reference("dam_3b_v1_eval.json")
     for rid, entry in cache.items():
         if isinstance(entry, dict):
             assert [format_question(entry["pred"], q) for q in region_questions(entry)] == entry["prompt"], rid
 
 
-def test_recognition_question_wording_matches_the_released_questions():
+def test_recognition_question_wording_matches_the_released_questions(load_reference):
     cache = load_reference("dam_3b_joint_v1_eval.json")
     for entry in (e for e in cache.values() if isinstance(e, dict)):
         text = entry["details_recognition"][0]["question"]
@@ -60,7 +58,7 @@ def test_recognition_question_wording_matches_the_released_questions():
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
-def test_number_decisions_equal_the_released_caches_without_override(name):
+def test_number_decisions_equal_the_released_caches_without_override(name, load_reference):
     """Every class of the released caches: `recognition_question(class)` with the default decision is the
     cached question, "wine glass" (plural there, though inflect 7.6 calls it singular) included."""
     cache = load_reference(name)
