@@ -350,9 +350,13 @@ class LMHead(nn.Module):
             parts.append(self.embed_ids(after).to(prefix.dtype)[None].expand(b, -1, -1))
         return torch.cat(parts, dim=1)
 
-    def context(self, parts: Sequence) -> torch.Tensor:
+    def context(self, parts: Sequence, *, offsets: bool = False):
         """One whole context ``(L, D)`` from parts (``str`` and ``(n, D)`` tensors), with BOS and the chat
-        template as `layout` (the strings joined, each tensor a ``{visual}`` slot of the user turn)."""
+        template as `layout` (the strings joined, each tensor a ``{visual}`` slot of the user turn).
+
+        ``offsets=True``: also return the start position in the context of each tensor part (e.g. to
+        find RAS's candidate tokens or the grounded captioner's mask tokens).
+        """
         text, tensors = "", []
         for i, part in enumerate(parts):
             if isinstance(part, str):
@@ -367,15 +371,19 @@ class LMHead(nn.Module):
                                      f"{getattr(part, 'shape', type(part).__name__)}")
         pieces = self.layout(text)
         dtype = tensors[0].dtype if tensors else self.lm.get_input_embeddings().weight.dtype
-        out = []
+        out, starts, n = [], [], 0
         for k, ids in enumerate(pieces):
             if ids:
                 out.append(self.embed_ids(ids).to(dtype))
+                n += len(ids)
             if k < len(tensors):
+                starts.append(n)
                 out.append(tensors[k].to(dtype))
+                n += tensors[k].shape[0]
         if not out:
             raise RegionLibError("parts must give a non-empty context")
-        return torch.cat(out, dim=0)
+        ctx = torch.cat(out, dim=0)
+        return (ctx, starts) if offsets else ctx
 
     @staticmethod
     def pad_left(sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -157,6 +157,9 @@ def test_whole_contexts_start_with_bos_and_follow_the_chat_template():
     emb = head.lm.get_input_embeddings().weight
     want = torch.cat([emb[pieces[0]], a, emb[pieces[1]], b, emb[pieces[2]]])
     assert torch.equal(ctx, want)
+    same, starts = head.context(["Select: ", a, " and ", b], offsets=True)
+    assert torch.equal(same, ctx) and starts == [len(pieces[0]), len(pieces[0]) + 2 + len(pieces[1])]
+    assert torch.equal(ctx[starts[1]], b[0])
     before, _ = head.template_ids()
     assert before[0] == tok.bos_token_id and before.count(tok.bos_token_id) == 1
     no_chat = build_lm_head(LMConfig(chat_template=False), _bos_chat_tokenizer())
