@@ -40,13 +40,13 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError, InvalidMaskError, RegionLibError
-from ..focal import crop_boxes, crops_of, image_tensors, mask_tensors
+from ..focal import crop_boxes
 from ..masks import as_mask_batch, boxes_to_masks
 from ..regions import Regions
 from .checkpoint import RegionModel, register_kind
 from .interface import Captioner, ImageState, check_regions
 from .lm_head import LMConfig, LMHead, build_lm_head
-from .vision import NORMALISATION, VisionConfig, build_vision_encoder, run_block, vision_parts
+from .vision import VisionConfig, build_vision_encoder, run_block, vision_parts
 
 __all__ = ["VARIANTS", "Variant", "CrossAttentionAdapter", "LocalizedBackbone", "DAMConfig", "DAM", "build_dam",
            "build_projector"]
@@ -123,7 +123,9 @@ class LocalizedBackbone(nn.Module):
             raise ConfigError(f"feature_layer {feature_layer} is out of range for an encoder of {n} blocks")
         cfg = vision.config
         self.patch_size = int(cfg.patch_size)
-        self.image_size = int(cfg.image_size)
+        # the encoder's input size is its processor's output (DINOv2's config says 518, its processor crops 224)
+        processor = getattr(vision, "regionlib_processor", None)
+        self.image_size = tuple(processor.size) if processor is not None else (int(cfg.image_size),) * 2
         self.mask_embed = nn.Conv2d(1, cfg.hidden_size, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         nn.init.zeros_(self.mask_embed.weight)
         nn.init.zeros_(self.mask_embed.bias)
@@ -169,10 +171,10 @@ class LocalizedBackbone(nn.Module):
     def _check(self, name: str, t: torch.Tensor | None, channels: int) -> None:
         if t is None:
             raise RegionLibError(f"{name} is required by variant {self.variant!r}")
-        s = self.image_size
-        if t.ndim not in (4, 5) or t.shape[-3] != channels or tuple(t.shape[-2:]) != (s, s):
+        h, w = self.image_size
+        if t.ndim not in (4, 5) or t.shape[-3] != channels or tuple(t.shape[-2:]) != (h, w):
             error = InvalidMaskError if channels == 1 else RegionLibError
-            raise error(f"{name} must be (B, {channels}, {s}, {s}) (or (B, T, {channels}, {s}, {s}) for video), "
+            raise error(f"{name} must be (B, {channels}, {h}, {w}) (or (B, T, {channels}, {h}, {w}) for video), "
                         f"got {tuple(t.shape)}")
 
     def forward(self, full_image=None, full_mask=None, crop_image=None, crop_mask=None, image_index=None) -> torch.Tensor:
@@ -270,41 +272,51 @@ class DAM(Captioner, RegionModel):
         return self.lm_head.device
 
     # ---------------------------------------------------------------- inputs
-    def _normalisation(self) -> dict:
-        mean, std = NORMALISATION[self.config.vision.arch]
-        return {"mean": mean, "std": std}
-
-    def _size(self) -> tuple[int, int]:
-        return self.backbone.image_size, self.backbone.image_size
+    @property
+    def image_processor(self):
+        """The vision encoder's own preprocessing (`RegionImageProcessor` over its ``AutoImageProcessor``)."""
+        return self.backbone.vision.regionlib_processor
 
     def encode_image(self, image) -> ImageState:
-        """The normalised full image ``full_image`` ``(1, 3, S, S)`` (variants with a global pass)."""
+        """The image as a ``(3, H, W)`` uint8 tensor on the model's device (``chw``: crops are cut from it
+        there) and, for variants with a global pass, its processed form ``full_image`` ``(1, 3, S, S)``."""
         state = ImageState.of(image)
+        chw = torch.from_numpy(np.ascontiguousarray(state.image)).permute(2, 0, 1).to(self.device)
+        state.tensors["chw"] = chw
         if self.backbone.spec.global_pass:
-            state.tensors["full_image"] = image_tensors([state.image], self._size(), **self._normalisation()).to(self.device)
+            state.tensors["full_image"] = self.image_processor([chw])
         return state
 
     def region_inputs(self, state: ImageState, regions: Regions, prompts=None) -> dict:
         """Inputs of the N ``regions`` (their masks; boxes as box masks): ``full_image`` ``(1, 3, S, S)``,
         ``image_index`` ``(N,)``, ``full_mask`` ``(N, 1, S, S)``, ``crop_image`` ``(N, 3, S, S)``,
-        ``crop_mask`` ``(N, 1, S, S)`` (per the variant), ``targets`` = the regions' captions."""
+        ``crop_mask`` ``(N, 1, S, S)`` (per the variant), ``targets`` = the regions' captions. Images and
+        masks go through the encoder's own processor (the mask as a 0 / 255 image, REFERENCE §1), on the
+        model's device."""
         if prompts is not None:
             raise ConfigError("DAM's prompt is its LM template (LMConfig.template); prompts must be None")
         check_regions(state, regions)
         masks = regions.masks if regions.has_masks else boxes_to_masks(regions.boxes_xyxy, state.size)
         masks = as_mask_batch(masks, "regions.masks", image_size=state.size)
-        spec, size, dev = self.backbone.spec, self._size(), self.device
+        spec, dev, proc = self.backbone.spec, self.device, self.image_processor
+        mask_t = torch.from_numpy(masks).to(dev)
         batch: dict = {"image_index": torch.zeros(len(masks), dtype=torch.long, device=dev),
                        "targets": None if regions.captions is None else list(regions.captions)}
         if spec.global_pass:
             batch["full_image"] = state.tensors["full_image"]
-            batch["full_mask"] = mask_tensors(masks, size).to(dev)
+            batch["full_mask"] = proc.masks(list(mask_t))
         if spec.crop_mode is not None:
             boxes = crop_boxes(masks, spec.crop_mode, expansion=self.config.focal_expansion,
                                min_size=self.config.focal_min_size)
-            crops, crop_masks = crops_of(state.image, masks, boxes, spec.crop_mode)
-            batch["crop_image"] = image_tensors(crops, size, **self._normalisation()).to(dev)
-            batch["crop_mask"] = mask_tensors(crop_masks, size).to(dev)
+            chw = state.tensors["chw"]
+            crops, crop_masks = [], []
+            for (x0, y0, x1, y1), m in zip(boxes.tolist(), mask_t):
+                cm = m[y0:y1, x0:x1]
+                c = chw[:, y0:y1, x0:x1]
+                crops.append(c * cm if spec.crop_mode == "crop_mask" else c)
+                crop_masks.append(cm)
+            batch["crop_image"] = proc(crops)
+            batch["crop_mask"] = proc.masks(crop_masks)
         return batch
 
     def video_inputs(self, frames: Sequence, masks: Sequence) -> dict:

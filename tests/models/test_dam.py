@@ -96,3 +96,28 @@ def test_fits_eight_regions_under_greedy_decoding(eight):
     steps = fit(model, lambda: model(batch).loss,
                 lambda: model.generate(batch, max_new_tokens=40) == expected, max_steps=300)
     assert model.generate(batch, max_new_tokens=40) == expected, f"not fitted after {steps} steps"
+
+
+def test_region_inputs_are_the_checkpoints_own_preprocessing_of_each_focal_crop(tmp_path, world):
+    """Bug caught: DAM's inputs from a hard-coded mean/std table, squashed to a square, or a crop of
+    the wrong region: for a CLIP checkpoint (shortest-edge resize + centre crop) the crop tensor of
+    region k must equal CLIPImageProcessor on the focal crop of region k, cut from the image."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    from regionlib.focal import crop_boxes
+
+    path = tmp_path / "clip"
+    CLIPVisionModel(CLIPVisionConfig(image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=3,
+                                     num_attention_heads=2, intermediate_size=64)).save_pretrained(path)
+    ref = CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64})
+    ref.save_pretrained(path)
+    model = create_model("tiny-dam", vision__path=str(path)).eval()
+    s = world[0]
+    batch = inputs(model, s.image, s.regions)
+    boxes = crop_boxes(s.regions.masks, "focal_crop")
+    assert len({(x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes}) > 1  # non-square, different crops
+    crops = [s.image[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes]
+    want = ref(images=crops, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(batch["crop_image"], want, atol=1e-4, rtol=0)
+    want_full = ref(images=[s.image], return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(batch["full_image"], want_full, atol=1e-4, rtol=0)
