@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -88,20 +89,22 @@ def load_image(source, name: str = "image", *, max_pixels: int = DEFAULT_MAX_PIX
     elif not hasattr(source, "read"):
         raise InvalidImageError(f"{name} must be a path, bytes or a binary file object, got {type(source).__name__}")
     try:
-        with Image.open(source) as im:
-            w, h = im.size
-            _check_pixels(h, w, max_pixels, label)
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im).astype(np.uint16 if im.mode.startswith("I;16") else np.int64)
-                if arr.dtype != np.uint16:
-                    if arr.min() < 0 or arr.max() > 65535:
-                        raise InvalidImageError(f"{label}: 32-bit integer image values outside 0..65535")
-                    arr = arr.astype(np.uint16)
-            elif im.mode in ("RGB", "RGBA", "L", "F"):  # "F": float32, range checked by to_rgb_uint8
-                arr = np.asarray(im)
-            else:
-                arr = np.asarray(im.convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit checked here replaces PIL's
+            with Image.open(source) as im:
+                w, h = im.size
+                _check_pixels(h, w, max_pixels, label)
+                im.load()
+                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    arr = np.asarray(im).astype(np.uint16 if im.mode.startswith("I;16") else np.int64)
+                    if arr.dtype != np.uint16:
+                        if arr.min() < 0 or arr.max() > 65535:
+                            raise InvalidImageError(f"{label}: 32-bit integer image values outside 0..65535")
+                        arr = arr.astype(np.uint16)
+                elif im.mode in ("RGB", "RGBA", "L", "F"):  # "F": float32, range checked by to_rgb_uint8
+                    arr = np.asarray(im)
+                else:
+                    arr = np.asarray(im.convert("RGB"))
     except InvalidImageError:
         raise
     except Exception as exc:  # PIL's decoders raise many types on corrupt data (OSError, ValueError, struct.error, ...)

@@ -41,7 +41,10 @@ def coco_image_file(image: dict, *, lvis: bool = False) -> str:
     for LVIS the split folder and name from ``coco_url`` (``train2017/000000391895.jpg``).
     An entry with neither raises `DataFormatError`."""
     if "file_name" in image:
-        return str(image["file_name"])
+        if not isinstance(image["file_name"], str):
+            raise DataFormatError(f"image id={image.get('id')!r}: field 'file_name' must be a string, "
+                                  f"got {image['file_name']!r:.60}")
+        return image["file_name"]
     if lvis and isinstance(image.get("coco_url"), str):
         parts = image["coco_url"].rstrip("/").split("/")
         return "/".join(parts[-2:]) if len(parts) >= 2 and parts[-2] else parts[-1]
@@ -119,14 +122,16 @@ def read_coco(annotation_json: str | Path, image_root: str | Path, *, on_error: 
     per_image: dict = defaultdict(list)
     for k, a in enumerate(anns):
         a = as_mapping(a, path, f"annotations[{k}]", policy)
-        if a is None or a.get("id") in dup_anns:
+        if a is None:
             continue
-        ref = f"annotation id={a.get('id', k)!r}"
         bad = id_problem(a.get("id"), "id") or id_problem(a.get("image_id"), "image_id") or \
             id_problem(a.get("category_id"), "category_id")
         if bad:
             policy.fail(path, f"annotations[{k}]", bad)
             continue
+        if a["id"] in dup_anns:
+            continue
+        ref = f"annotation id={a['id']!r}"
         if a.get("image_id") not in images:
             policy.fail(path, ref, f"image_id {a.get('image_id')!r} is not in 'images'")
             continue

@@ -17,6 +17,7 @@ bomb does not allocate).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -145,13 +146,15 @@ def _read_png(png_path: Path, size, max_pixels, index: PanopticIndex, policy: Er
 
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     try:
-        with Image.open(png_path) as im:
-            w, h = im.size
-            if (h, w) != size or h * w > limit:
-                policy.fail(index.path, where, f"panoptic PNG {png_path} is {(h, w)}, the image is {size} "
-                                               f"(limit max_pixels={limit}); not decoded")
-                return None
-            return np.asarray(im.convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked here
+            with Image.open(png_path) as im:
+                w, h = im.size
+                if (h, w) != size or h * w > limit:
+                    policy.fail(index.path, where, f"panoptic PNG {png_path} is {(h, w)}, the image is {size} "
+                                                   f"(limit max_pixels={limit}); not decoded")
+                    return None
+                return np.asarray(im.convert("RGB"))
     except Exception as exc:  # PIL raises OSError, ValueError, DecompressionBombError, ... on bad files
         policy.fail(index.path, where, f"panoptic PNG {png_path} cannot be decoded: {type(exc).__name__}: {exc}")
         return None
