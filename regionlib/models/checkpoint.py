@@ -11,6 +11,10 @@
     dir/vision/ or vision_<k>/ each vision encoder's own config.json and preprocessor_config.json
                                (``vision`` for one encoder; ``vision_<k>`` in config order for several)
 
+SAM's architecture is its preset; config.json records the preset's `SamConfig` fields under ``"sam"``
+(a preset unknown where the checkpoint is opened is registered from them; one defined differently
+there is a `CheckpointError`).
+
 ``from_pretrained(dir)`` rebuilds every sub-module from those saved configs — the config's
 ``vision.path`` / ``lm.path`` are replaced by the saved sub-directories and ``sam_checkpoint`` by
 None (SAM's architecture is its preset), random init, then ``model.safetensors`` is loaded — so it
@@ -238,7 +242,7 @@ class RegionModel(nn.Module):
                 base.generation_config.save_pretrained(str(d / "lm"))
             parts["lm"] = list(lm_nodes[0][0])
         meta = {"format": FORMAT, "kind": self.kind, "config": config_to_dict(source), "lora": self.lm_head.lora,
-                "parts": parts, "trainable_only": bool(trainable_only)}
+                "parts": parts, "trainable_only": bool(trainable_only), "sam": _sam_architectures(self.config)}
         if trainable_only:
             skip = self._frozen_base_keys()
             meta["base"] = self._base_paths(source)
@@ -295,6 +299,7 @@ class RegionModel(nn.Module):
             raise CheckpointError(f"{str(d)!r} holds a {kind!r} model, not a {cls.__name__}")
         stored = read_safetensors_header(weights)
         source = config_from_dict(model_cls.config_class, meta["config"])
+        _check_sam_architectures(meta.get("sam") or {}, d)
         trainable_only = bool(meta.get("trainable_only"))
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(d / "tokenizer"))
@@ -361,6 +366,35 @@ class RegionModel(nn.Module):
         except Exception as exc:
             raise CheckpointError(f"{str(weights)!r}: tensors unreadable ({type(exc).__name__}: {exc})") from exc
         model.load_state_dict(state, strict=False)
+
+
+def _sam_architectures(config) -> dict:
+    """``{preset name: SamConfig fields}`` of the SAM presets ``config`` names (saved with the checkpoint)."""
+    from ..sam import SAM_PRESETS
+
+    out = {}
+    for _, node in [((), config)] + list(_walk(config)):
+        name = getattr(node, "sam_preset", None)
+        if isinstance(name, str) and name in SAM_PRESETS:
+            out[name] = dataclasses.asdict(SAM_PRESETS[name])
+    return out
+
+
+def _check_sam_architectures(saved: dict, d: Path) -> None:
+    """A SAM preset unknown here is registered from the checkpoint; one defined differently is an error."""
+    from ..sam import SAM_PRESETS, SamConfig
+
+    for name, fields in saved.items():
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+        try:
+            cfg = SamConfig(**fields)
+        except TypeError as exc:
+            raise CheckpointError(f"{str(d)!r}: config.json's SAM preset {name!r} is malformed ({exc})") from exc
+        if name not in SAM_PRESETS:
+            SAM_PRESETS[name] = cfg
+        elif SAM_PRESETS[name] != cfg:
+            raise CheckpointError(f"{str(d)!r} was saved with SAM preset {name!r} = {cfg}, but here it is "
+                                  f"{SAM_PRESETS[name]}")
 
 
 def _tied(model: nn.Module, key: str, stored: dict) -> bool:

@@ -416,6 +416,8 @@ def test_saved_directory_opens_without_its_sources(src, sam_preset, tmp_path, pr
     shutil.rmtree(copies)
     loaded = RegionModel.from_pretrained(tmp_path / "moved")
     assert type(loaded) is type(model) and _equal_state(model, loaded)
+    if preset == "tiny-sca":  # SAM's architecture travels with the checkpoint (here a preset made by the test)
+        assert json.loads((tmp_path / "moved" / "config.json").read_text())["sam"][sam_preset]["encoder_embed_dim"] == 64
     image, regions = _world_image()
     assert torch.equal(_outputs(model, image, regions), _outputs(loaded, image, regions))
     meta = json.loads((tmp_path / "moved" / "config.json").read_text())
@@ -496,3 +498,23 @@ def test_every_cpu_sized_preset_round_trips(tmp_path):
         _perturb(model)
         loaded = RegionModel.from_pretrained(model.save_pretrained(tmp_path / name))
         assert type(loaded) is type(model) and _equal_state(model, loaded), name
+
+
+def test_sam_architecture_travels_with_the_checkpoint(tmp_path):
+    """Bug: an SCA checkpoint named its SAM only by preset name, so a preset defined differently (or not at
+    all) where it is opened silently rebuilt another SAM architecture (or failed with an unrelated error)."""
+    model = create_model("tiny-sca")
+    d = model.save_pretrained(tmp_path / "sca")
+    meta = json.loads((d / "config.json").read_text())
+    assert meta["sam"]["tiny"]["encoder_embed_dim"] == SAM_PRESETS["tiny"].encoder_embed_dim
+    meta["sam"]["tiny"]["decoder_depth"] = 3
+    (d / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="saved with SAM preset 'tiny'"):
+        RegionModel.from_pretrained(d)
+    meta["sam"] = {"elsewhere-tiny": {**meta["sam"].pop("tiny"), "decoder_depth": 2}}
+    meta["config"]["sam_preset"] = "elsewhere-tiny"
+    (d / "config.json").write_text(json.dumps(meta))
+    try:
+        assert _equal_state(model, RegionModel.from_pretrained(d))
+    finally:
+        SAM_PRESETS.pop("elsewhere-tiny", None)
