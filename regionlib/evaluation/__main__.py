@@ -1,4 +1,5 @@
-"""Command line: score prediction files and write ``scores.json`` + ``report.html``.
+"""Command line: score prediction files and write ``scores.json``, the tidy ``scores.csv`` (id, method,
+metric, value) and ``report.html``.
 
     python -m regionlib.evaluation --predictions P.json --references R.json \\
         [--metrics BLEU-4 METEOR ROUGE-L CIDEr ...] [--out DIR]
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=8, help="judge requests in flight (--judge openai)")
     parser.add_argument("--cache", help="judge answer cache (SQLite)")
     parser.add_argument("--out", type=Path, default=Path("outputs/evaluation"))
+    parser.add_argument("--method", default="predictions", help="the method column of scores.csv")
     return parser
 
 
@@ -66,13 +68,12 @@ def main(argv=None) -> dict:
     result = evaluate(predictions, references, args.metrics, questions=questions, class_names=class_names,
                       judge=judge, backend=args.backend)
     from .report import write_report
+    from .table import score_rows
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scores.json").write_text(json.dumps(result, indent=2))
-    write_report(args.out, "regionlib evaluation",
-                 tables={"corpus scores": [{"metric": k, "value": v} for k, v in result["corpus"].items()],
-                         "counts": [{"what": k, "n": v} for k, v in result["counts"].items()]},
-                 notes=result["notes"], numbers=result["corpus"])
+    write_report(args.out, "regionlib evaluation", scores=score_rows(args.method, result["corpus"], result["per_sample"]),
+                 tables={"counts": [{"what": k, "n": v} for k, v in result["counts"].items()]}, notes=result["notes"])
     print(json.dumps(result["corpus"], indent=2))
     return result
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import RegionLibError
 
-__all__ = ["cider_d", "bleu", "rouge_l", "lcs_length"]
+__all__ = ["count_ngrams", "cider_d", "bleu", "rouge_l", "lcs_length"]
 
 
 def _sort_codes(code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,13 +103,25 @@ class _NGrams:
         self.max_n = max_n
 
 
-def _split(predictions: Sequence[str], references: Sequence[Sequence[str]]):
-    sentences = list(predictions)
-    ref_owner = []
-    for i, refs in enumerate(references):
-        sentences.extend(refs)
-        ref_owner.extend([i] * len(refs))
-    return sentences, np.asarray(ref_owner, dtype=np.int64)
+def count_ngrams(predictions: Sequence[str], references: Sequence[Sequence[str]], max_n: int = 4) -> _NGrams:
+    """The n-grams (n = 1..``max_n``) of the predictions followed by all references, counted once for
+    `bleu` and `cider_d` (pass it as ``ngrams=``); ``.owner`` is the image of each reference."""
+    if len(predictions) != len(references):
+        raise RegionLibError(f"{len(predictions)} predictions but {len(references)} reference lists")
+    n_refs = np.fromiter(map(len, references), dtype=np.int64, count=len(references))
+    ngrams = _NGrams([*predictions, *itertools.chain.from_iterable(references)], max_n)
+    ngrams.owner = np.repeat(np.arange(len(references)), n_refs)
+    ngrams.n_images = len(predictions)
+    return ngrams
+
+
+def _counted(predictions, references, n: int, ngrams: _NGrams | None) -> _NGrams:
+    if ngrams is None:
+        return count_ngrams(predictions, references, n)
+    if ngrams.max_n != n or ngrams.n_images != len(predictions):
+        raise RegionLibError(f"ngrams= counts n <= {ngrams.max_n} of {ngrams.n_images} images; need n = {n} "
+                             f"and {len(predictions)} images")
+    return ngrams
 
 
 def _join(keys: np.ndarray, table_keys: np.ndarray, table_values: np.ndarray) -> np.ndarray:
@@ -120,10 +132,14 @@ def _join(keys: np.ndarray, table_keys: np.ndarray, table_values: np.ndarray) ->
     return np.where(table_keys[at] == keys, table_values[at], 0.0)
 
 
-def cider_d(predictions: Sequence[str], references: Sequence[Sequence[str]], *, n: int = 4, sigma: float = 6.0):
-    """CIDEr-D of tokenised ``predictions[i]`` against ``references[i]`` -> (corpus mean, per-image (I,) array)."""
-    sentences, owner = _split(predictions, references)
-    ng = _NGrams(sentences, n)
+def cider_d(predictions: Sequence[str], references: Sequence[Sequence[str]], *, n: int = 4, sigma: float = 6.0,
+            ngrams: _NGrams | None = None):
+    """CIDEr-D of tokenised ``predictions[i]`` against ``references[i]`` -> (corpus mean, per-image (I,) array).
+
+    ``ngrams``: `count_ngrams` of the same inputs, shared with `bleu`.
+    """
+    ng = _counted(predictions, references, n, ngrams)
+    owner = ng.owner
     n_img, n_ref = len(predictions), len(owner)
     is_hyp = ng.pair_sent < n_img
     h_sent, h_gram, r_gram = ng.pair_sent[is_hyp], ng.pair_gram[is_hyp], ng.pair_gram[~is_hyp]
@@ -153,11 +169,15 @@ def cider_d(predictions: Sequence[str], references: Sequence[Sequence[str]], *, 
     return float(scores.mean()), scores
 
 
-def bleu(predictions: Sequence[str], references: Sequence[Sequence[str]], *, n: int = 4):
-    """BLEU-1..n -> (corpus [n floats], per-sentence (n, I) array), pycocoevalcap's 'closest' option."""
+def bleu(predictions: Sequence[str], references: Sequence[Sequence[str]], *, n: int = 4,
+         ngrams: _NGrams | None = None):
+    """BLEU-1..n -> (corpus [n floats], per-sentence (n, I) array), pycocoevalcap's 'closest' option.
+
+    ``ngrams``: `count_ngrams` of the same inputs, shared with `cider_d`.
+    """
     tiny, small = 1e-15, 1e-9
-    sentences, owner = _split(predictions, references)
-    ng = _NGrams(sentences, n)
+    ng = _counted(predictions, references, n, ngrams)
+    owner = ng.owner
     n_img = len(predictions)
     # pairs are sorted by (n-gram, sentence), hence references by (n-gram, image): the references'
     # maximum count per (n-gram, image) is a segmented maximum, joined to the hypotheses by key

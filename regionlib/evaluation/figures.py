@@ -22,16 +22,21 @@ def _save(fig, path) -> None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
-def metric_distributions(scores: Mapping[str, Sequence[float]], *, metric: str = "CIDEr", bins: int = 100,
-                         path: str | Path | None = None):
+def metric_distributions(scores: Mapping[str, Sequence[float]] | Sequence[Mapping], *, metric: str = "CIDEr",
+                         bins: int = 100, path: str | Path | None = None):
     """Per-sample score distributions of several methods, one panel each, on shared bins.
 
     Each panel: a ``bins``-bin density histogram, the empirical CDF on a twin axis, the mean and
     the median as vertical lines, and the share of exactly-zero scores in the title (seed 000,
-    Fig. 2). ``scores`` maps a method name to its (N,) per-sample values (finite).
+    Fig. 2). ``scores`` maps a method name to its (N,) per-sample values (finite), or is the tidy
+    score table (`table.score_rows` rows), whose per-sample rows of ``metric`` are drawn.
     """
     import matplotlib.pyplot as plt
 
+    if not isinstance(scores, Mapping):
+        from .table import per_sample_values
+
+        scores = per_sample_values(scores, metric)
     if not scores:
         raise RegionLibError("scores must map at least one method to its per-sample values")
     arrays = {name: np.asarray(v, dtype=np.float64).ravel() for name, v in scores.items()}

@@ -60,11 +60,24 @@ def html_report(title: str, *, tables: Mapping[str, Sequence[Mapping]] | None = 
     return "\n".join(parts)
 
 
-def write_report(directory: str | Path, title: str, *, tables=None, figures=None, notes=(), numbers=None) -> Path:
-    """Write ``report.html``, one PNG per figure and ``report.json`` (tables + numbers) into ``directory``."""
+def write_report(directory: str | Path, title: str, *, tables=None, figures=None, notes=(), numbers=None,
+                 scores: Sequence[Mapping] | None = None) -> Path:
+    """Write ``report.html``, one PNG per figure and ``report.json`` (tables + numbers) into ``directory``.
+
+    ``scores``: the tidy score table (`table.score_rows` rows), written as ``scores.csv``; its
+    corpus rows become the first table (one row per method, one column per metric) and the
+    ``numbers`` (method -> metric -> value) unless given.
+    """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     figures = figures or {}
+    if scores is not None:
+        from .table import corpus_values, write_csv
+
+        write_csv(scores, d / "scores.csv")
+        corpus = corpus_values(scores)
+        tables = {"corpus scores": [{"method": m, **values} for m, values in corpus.items()], **(tables or {})}
+        numbers = corpus if numbers is None else numbers
     for i, (caption, png) in enumerate(figures.items()):
         (d / f"figure_{i:02d}.png").write_bytes(png)
     (d / "report.html").write_text(html_report(title, tables=tables or {}, figures=figures, notes=notes))

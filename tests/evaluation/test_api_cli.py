@@ -77,5 +77,4 @@ def test_released_dlc_cache_loads_as_questions(reference_data):
     from regionlib.evaluation import load_dlc_questions
 
     questions = load_dlc_questions(reference_data / "dlc_bench" / "dam_3b_v1_eval.json")
-    questions = load_dlc_questions(path)
     assert len(questions) == 100 and "avg_pos" not in questions

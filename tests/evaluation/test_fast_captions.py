@@ -10,7 +10,7 @@ from pycocoevalcap.rouge.rouge import Rouge, my_lcs
 
 from regionlib.errors import RegionLibError
 from regionlib.evaluation.caption_metrics import ptb_tokenize
-from regionlib.evaluation.fast_captions import bleu, cider_d, lcs_length, rouge_l
+from regionlib.evaluation.fast_captions import bleu, cider_d, count_ngrams, lcs_length, rouge_l
 
 
 def reference_scores(preds, refs):
@@ -94,3 +94,14 @@ def test_bit_parallel_lcs_equals_dynamic_programming(x, y):
 def test_single_image_cider_is_zero():
     score, per = cider_d(["a red dog"], [["a red dog"]])
     assert score == 0.0 and per.tolist() == [0.0]
+
+
+def test_empty_sentences_and_shared_ngrams_match_the_reference():
+    preds = ["", "a dog", "", "two red cats sit"]
+    refs = [["a dog"], ["a dog runs", "dog"], ["x y", "z"], ["two cats", "red cats sit on a mat"]]
+    assert_parity(preds, refs)
+    ngrams = count_ngrams(preds, refs)
+    assert np.array_equal(bleu(preds, refs, ngrams=ngrams)[1], bleu(preds, refs)[1])
+    assert np.array_equal(cider_d(preds, refs, ngrams=ngrams)[1], cider_d(preds, refs)[1])
+    with pytest.raises(RegionLibError, match="need n = 3"):
+        bleu(preds, refs, n=3, ngrams=ngrams)

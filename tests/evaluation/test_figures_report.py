@@ -66,3 +66,22 @@ def test_failure_gallery_and_report(tmp_path, photo):
     with pytest.raises(RegionLibError, match="bool"):
         failure_gallery([photo], [mask.astype(np.uint8)], ["a"], ["b"], {"CIDEr": [0.0]}, by="CIDEr")
     assert "(empty)" in html_report("t", tables={"nothing": []})
+
+
+def test_tidy_score_table_feeds_figures_and_report(tmp_path):
+    from regionlib.evaluation.table import corpus_values, per_sample_values, read_csv, score_rows
+
+    rows = (score_rows("focal", {"CIDEr": 0.5, "BLEU-4": 0.2}, {"CIDEr": {"a": 0.0, "b": 1.0}, "BLEU-4": {"a": 0.2,
+                                                                                                     "b": None}})
+            + score_rows("crop", {"CIDEr": 0.25}, {"CIDEr": {"a": 0.5, "b": 0.0}}))
+    assert rows[0] == {"id": "a", "method": "focal", "metric": "CIDEr", "value": 0.0}
+    assert per_sample_values(rows, "BLEU-4")["focal"].tolist() == [0.2]  # None skipped
+    assert corpus_values(rows) == {"focal": {"CIDEr": 0.5, "BLEU-4": 0.2}, "crop": {"CIDEr": 0.25}}
+    fig = metric_distributions(rows, metric="CIDEr")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_ylabel() != "empirical CDF"]
+    assert titles[0].startswith("focal\n50.0% exactly zero") and titles[1].startswith("crop\n50.0% exactly zero")
+    page = write_report(tmp_path / "r", "scores", scores=rows)
+    assert read_csv(tmp_path / "r" / "scores.csv") == rows
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["tables"]["corpus scores"][0] == {"method": "focal", "CIDEr": 0.5, "BLEU-4": 0.2}
+    assert report["numbers"]["crop"] == {"CIDEr": 0.25} and "<td>focal</td>" in page.read_text()
