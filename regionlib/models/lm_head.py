@@ -5,7 +5,8 @@ with one ``{visual}`` slot, e.g. ``"{visual} Describe the masked region in detai
 seed 003 App. H.2: image tokens before the text) or ``"USER: {visual}\\nDescribe... ASSISTANT:"``.
 The visual prefix ``(B, P, D)`` (already in the LM width ``D``) fills the slot; the text parts
 are embedded with the LM's own input embeddings. Richer contexts (RAS, grounded captioning)
-are assembled from *parts* — strings and ``(n, D)`` tensors — with `LMHead.sequence`.
+are assembled from *parts* — strings and ``(n, D)`` tensors — with `LMHead.context` (a whole
+context) or `LMHead.sequence` (a fragment).
 
 Real LMs (``LMConfig.path``) load through ``AutoModelForCausalLM`` (float32, with
 ``output_loading_info``: a missing / unexpected / mismatched weight is a `CheckpointError`) with
