@@ -53,3 +53,22 @@ def test_load_16bit_gray_and_corrupt(tmp_path):
         load_image(b"not an image")
     with pytest.raises(InvalidImageError, match="not found"):
         load_image(tmp_path / "missing.png")
+
+
+def test_float_tiff_in_unit_range_loads_as_float(tmp_path):
+    """Bug caught: a 32-bit float TIFF (PIL mode "F") with values in [0, 1] loaded all black (PIL's RGB
+    conversion clipped it); it must follow the float policy: round(v * 255), and refuse values outside [0, 1]."""
+    ramp = np.linspace(0, 1, 12 * 20, dtype=np.float32).reshape(12, 20)
+    Image.fromarray(ramp).save(tmp_path / "f.tif")
+    out = load_image(tmp_path / "f.tif")
+    np.testing.assert_array_equal(out[..., 1], np.round(ramp * 255).astype(np.uint8))
+    Image.fromarray(ramp * 255).save(tmp_path / "g.tif")
+    with pytest.raises(InvalidImageError, match=r"g.tif.*\[0, 1\]"):
+        load_image(tmp_path / "g.tif")
+
+
+def test_non_file_sources_are_typed_errors():
+    """Bug caught: load_image(None) / load_image(123) raised a bare AttributeError from PIL."""
+    for source in (None, 123, 1.5):
+        with pytest.raises(InvalidImageError, match="path, bytes or a binary file"):
+            load_image(source)

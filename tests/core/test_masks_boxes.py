@@ -138,3 +138,37 @@ def test_area_fast_path_with_uint64_words_and_large_blocks():
         m = rng.random(shape) < 0.5
         want = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(m).float()[:, None], grid)[:, 0]
         torch.testing.assert_close(resize_masks(m, grid), want, atol=0, rtol=0)
+
+
+def test_compressed_counts_are_checked_against_the_size():
+    """Bug caught: compressed RLE counts were never checked against H x W: counts of a smaller mask decoded
+    silently to a wrong mask, counts of a larger one made pycocotools write past its buffer."""
+    from regionlib.masks import check_rle, rle_counts
+
+    small = encode_rle(np.ones((10, 6), bool))[0]
+    large = encode_rle(np.ones((40, 60), bool))[0]
+    for counts, why in ((small["counts"], "sum to 60, expected H\\*W = 600"),
+                        (large["counts"], "sum to 2400, expected H\\*W = 600"),
+                        (large["counts"] + "g", "truncated"), ("\x01\x7f", "outside '0'..'o'")):
+        with pytest.raises(InvalidMaskError, match=why):
+            decode_rle({"size": [20, 30], "counts": counts})
+    with pytest.raises(InvalidMaskError, match="max_pixels"):
+        check_rle({"size": [100_000, 100_000], "counts": ""})
+    rng = np.random.default_rng(3)
+    m = rng.random((17, 23)) < 0.4
+    runs = rle_counts(encode_rle(m)[0]["counts"])
+    assert runs.sum() == 17 * 23 and runs[1::2].sum() == m.sum()  # runs alternate 0s and 1s, column-major
+
+
+def test_hostile_polygons_are_refused_before_pycocotools():
+    """Bug caught: a NaN, inf or 1e9 polygon coordinate segfaulted or hung inside pycocotools' rasteriser."""
+    from regionlib.masks import polygons_to_rle
+
+    for poly, why in (([5, float("nan"), 15, 5, 5, 15], "NaN or infinite"), ([5, 5, float("inf"), 5, 5, 15], "NaN"),
+                      ([5, 5, 1e9, 5, 5, 15], "far outside"), ([5, 5, "a", 5, 5, 15], "numbers only")):
+        with pytest.raises(InvalidMaskError, match=why):
+            polygons_to_rle([poly], (20, 30))
+    zigzag = [v for k in range(2000) for v in (0, 0, 29, 19)[2 * (k % 2): 2 * (k % 2) + 2]]
+    with pytest.raises(InvalidMaskError, match="edge length"):
+        polygons_to_rle([zigzag], (20, 30))
+    assert mask_areas(decode_rle(polygons_to_rle([[0, 0, 10, 0, 10, 10, 0, 10]], (20, 30))))[0] == 100

@@ -63,3 +63,35 @@ def test_overlays_return_new_images(photo):
     np.testing.assert_array_equal(photo, before)
     with pytest.raises(RegionLibError, match="colors"):
         draw_masks(photo, m, colors=[[0, 0, 0]] * 3)
+
+
+def _two_quadrants():
+    masks = np.zeros((2, 16, 16), bool)
+    masks[0, :8, :8] = True
+    masks[1, 8:, 8:] = True
+    feats = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(2, 4, 4)
+    expected = torch.stack([feats[:, :2, :2].mean((1, 2)), feats[:, 2:, 2:].mean((1, 2))])
+    return feats, masks, expected
+
+
+def test_integer_features_are_cast_not_nan():
+    """Bug caught: integer features gave NaN / truncated tokens (integer weights and division)."""
+    feats, masks, expected = _two_quadrants()
+    for dtype in (torch.int64, torch.uint8, torch.int32):
+        out = mask_pool(feats.to(dtype), masks).tokens
+        assert out.dtype == torch.float32 and torch.allclose(out, expected)
+
+
+def test_non_finite_features_outside_every_mask_do_not_poison_tokens():
+    """Bug caught: one NaN outside every mask made every token NaN (0 * NaN = NaN in the contraction);
+    a NaN inside a mask is a typed error naming the mask, never a silent NaN token."""
+    feats, masks, expected = _two_quadrants()
+    bad = feats.clone()
+    bad[0, 0, 3], bad[1, 3, 0] = float("nan"), float("inf")  # cells neither mask covers
+    for weights in ("area", "nearest"):
+        assert torch.allclose(mask_pool(bad, masks, weights=weights).tokens, expected)
+    batched = mask_pool(torch.stack([feats, bad]), masks, batch_index=[1, 0]).tokens
+    assert torch.allclose(batched, expected)
+    bad[1, 3, 3] = float("nan")  # inside masks[1]
+    with pytest.raises(RegionLibError, match=r"NaN or inf inside masks\[1\]"):
+        mask_pool(bad, masks)

@@ -112,3 +112,32 @@ def test_from_sam_keeps_iou_and_stability():
     assert r.data["predicted_iou"].tolist() == [0.9, 0.8] and r.scores.tolist() == [0.9, 0.8]
     assert r.data["stability_score"].tolist() == [0.95, 0.95]
     assert r.boxes_xyxy.tolist() == [[1, 1, 3, 3], [4, 4, 8, 8]]
+
+
+def test_string_fields_are_refused_not_split():
+    """Bug caught: Regions(captions="ab") became ['a', 'b'] (likewise labels, ids); unhashable ids, a str data
+    value and a data value without a length passed or raised bare TypeErrors."""
+    boxes = np.array([[0, 0, 5, 5], [1, 1, 6, 6]], float)
+    for field, value in (("captions", "ab"), ("labels", "xy"), ("ids", "ab"), ("ids", [[1], [2]]),
+                         ("data", {"x": "ab"}), ("data", {"x": 5}), ("data", 5), ("scores", ["a", "b"])):
+        with pytest.raises(RegionLibError, match=field.rstrip("s") if field != "data" else "data"):
+            Regions(image_size=(10, 10), boxes_xyxy=boxes, **{field: value})
+    assert Regions(image_size=(10, 10), boxes_xyxy=boxes, captions=("a", "b")).captions == ["a", "b"]
+
+
+def test_out_of_range_index_is_typed_and_an_index_error():
+    """Bug caught: an out-of-range index raised a bare IndexError (now a RegionLibError that is also an IndexError)."""
+    _, r = make_regions()
+    for index in (5, -4, np.array([0, 7])):
+        with pytest.raises(RegionLibError, match="out of range") as info:
+            r[index]
+        assert isinstance(info.value, IndexError)
+    assert [len(x) for x in r] == [1, 1, 1]
+
+
+def test_from_coco_refuses_non_objects_and_huge_images():
+    """Bug caught: a non-dict annotation raised AttributeError; a 100000 x 100000 image reached pycocotools."""
+    with pytest.raises(DataFormatError, match="annotation 0 must be a JSON object"):
+        Regions.from_coco([3], image_size=(10, 10))
+    with pytest.raises(DataFormatError, match="max_pixels"):
+        Regions.from_coco([{"id": 1, "segmentation": [[0, 0, 5, 0, 0, 5]]}], image_size=(100_000, 100_000))

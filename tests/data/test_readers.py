@@ -517,3 +517,37 @@ def test_maskgroups_hq_extra_regions_survive_hf(tmp_path):
     rec = from_hf_row(ds[0])
     assert rec.extra["groups"] == [[0, 1]]
     np.testing.assert_array_equal(rec.extra["candidates"].masks[0], rect_mask(30, 40, 0, 0, 12, 12))
+
+
+# ------------------------------------------------------------------------------ file names from data
+def test_file_names_from_data_stay_inside_their_root(tmp_path):
+    """Bug caught: file names from annotations were joined unchecked ("../../x" or "/etc/passwd" left the
+    image root); `safe_file_name` gives writers a name that cannot leave their folder."""
+    from regionlib.data.readers.base import path_inside, safe_file_name
+
+    assert path_inside(tmp_path, "train2017/a.jpg", "file_name") == (tmp_path / "train2017" / "a.jpg", None)
+    for name in ("../../x.jpg", "/etc/passwd", "a/../../x", "..", "", None, 5, "a\\..\\..\\x"):
+        file, why = path_inside(tmp_path, name, "file_name")
+        assert file is None and "file_name" in why
+    for value in ("../../x", "/abs/path", "a\\b", "..", "", "x" * 500, "img 1:2"):
+        name = safe_file_name(value)
+        assert "/" not in name and "\\" not in name and not name.startswith(".") and 0 < len(name) <= 120
+        assert (tmp_path / name).resolve().parent == tmp_path.resolve()
+    assert safe_file_name("000000391895") == "000000391895"
+
+
+@pytest.mark.slow
+def test_reference_data_fixture_skips_with_a_hint_and_fails_under_ci(tmp_path):
+    """Bug caught: a fresh clone without ../shared failed with FileNotFoundError; now the `reference_data`
+    fixture skips saying where to get the data, and fails (not skips) under CI=true."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    test = "tests/data/test_readers.py::test_dlc_bench_reader_with_released_questions"
+    for ci, expect_rc, expect in (("", 0, "2 skipped"), ("true", 1, "reference data not found")):
+        env = dict(os.environ, REGIONLIB_REFERENCE_DATA=str(tmp_path / "absent"), CI=ci)
+        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", test],
+                             cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == expect_rc and expect in out.stdout, out.stdout[-2000:]
+        assert "REGIONLIB_REFERENCE_DATA" in out.stdout

@@ -106,10 +106,8 @@ def test_identical_distractors_differ_only_by_location(world):
     assert found >= 3
 
 
-def test_questions_have_the_released_format(world):
-    from tests.conftest import reference_data_dir
-
-    ref = json.loads((reference_data_dir() / "dlc_bench" / "dam_3b_v1_eval.json").read_text())
+def test_questions_have_the_released_format(world, reference_data):
+    ref = json.loads((reference_data / "dlc_bench" / "dam_3b_v1_eval.json").read_text())
     ref_q = next(v for v in ref.values() if isinstance(v, dict))
     ref_keys = {"question", "choices", "type", "subtype"}
     for s in world[:6]:
