@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 
@@ -123,14 +124,16 @@ def preset_config(name: str, **overrides):
     return preset.kind, _apply_overrides(preset.config, overrides, name)
 
 
-def create_model(name: str, *, tokenizer=None, seed: int = 0, load_weights: bool = True,
-                 device: str | torch.device | None = None, **overrides) -> RegionModel:
+def create_model(name: str, *, tokenizer=None, tokenizer_texts: Iterable[str] = (), seed: int = 0,
+                 load_weights: bool = True, device: str | torch.device | None = None, **overrides) -> RegionModel:
     """Build preset ``name`` (random parts seeded by ``seed``) with config ``overrides``.
 
     Args:
         tokenizer: a transformers tokenizer. Default: the LM path's own (``AutoTokenizer``), else the
             built-in word-level one (tiny presets). With ``lm__path`` an explicit tokenizer must match
             the LM's vocabulary (`CheckpointError` otherwise).
+        tokenizer_texts: extra texts the built-in tokenizer is trained on (tiny presets without
+            ``lm__path`` and without ``tokenizer``; ignored when the LM brings its own tokenizer).
         load_weights: load weights from the paths named in the config (else their architectures only).
         device: build directly on this device (``"meta"``: no memory, for counting).
     """
@@ -146,7 +149,7 @@ def create_model(name: str, *, tokenizer=None, seed: int = 0, load_weights: bool
                 raise CheckpointError(f"lm__path {lm_path!r} has no loadable tokenizer ({exc}); pass the LM's own "
                                       "tokenizer with tokenizer=") from exc
         else:
-            tokenizer = builtin_tokenizer()
+            tokenizer = builtin_tokenizer(tuple(tokenizer_texts))
     torch.manual_seed(seed)
     builder = MODEL_KINDS[kind].builder
     if device is not None:

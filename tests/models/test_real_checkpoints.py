@@ -296,6 +296,11 @@ def test_a_real_lm_never_pairs_with_another_vocabulary(src):
     with pytest.raises(CheckpointError, match="embedding rows"):
         create_model("tiny-dam", lm__path=str(src["gpt2"]), tokenizer=grown)
     assert create_model("tiny-dam", lm__path=str(src["gpt2"]), tokenizer=AutoTokenizer.from_pretrained(str(src["gpt2"])))
+    # training code passes its caption words for the tiny presets' tokenizer; a real LM keeps its own
+    words = ["quokka okapi"]
+    assert "quokka" in create_model("tiny-dam", tokenizer_texts=words).lm_head.tokenizer.get_vocab()
+    real = create_model("tiny-dam", lm__path=str(src["gpt2"]), tokenizer_texts=words).lm_head.tokenizer
+    assert real.get_vocab() == AutoTokenizer.from_pretrained(str(src["gpt2"])).get_vocab()
 
 
 def test_broken_lm_checkpoints_are_errors(src, tmp_path):
