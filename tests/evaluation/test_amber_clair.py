@@ -41,9 +41,36 @@ def test_amber_scores_hand_computed():
 def test_cover_counts_lemmatised_nouns_and_associations():
     captions = [["Two dogs are sleeping on a sofa.", "A picture hangs on the wall."], ["A car."]]
     objects = [["dog", "sofa", "lamp", "couch"], ["car", "road"]]
-    assert cover(captions, objects) == pytest.approx(3 / 6)  # dog (from "dogs"), sofa, car
-    assert cover(captions, objects, associations={"couch": ["sofa"]}) == pytest.approx(4 / 6)
-    assert cover(captions, objects, safe_words=["sofa"]) == pytest.approx(2 / 6)
+    assert cover(captions, objects) == pytest.approx(3 / 6.001, abs=1e-12)  # dog (from "dogs"), sofa, car
+    assert cover(captions, objects, safe_words=["sofa"]) == pytest.approx(2 / 6.001, abs=1e-12)
+    assert cover([["A lamp."]], [[]]) == 0.0  # AMBER's counter starts at 0.001: no division by zero
+
+
+def test_cover_credits_the_first_association_only_as_amber():
+    """AMBER's inference.py searches [association words of each truth object..., truth objects...] and
+    credits the object of the first equal entry, once: "sofa", associated with "couch", credits "couch"
+    only, though "sofa" is a ground-truth object too."""
+    objects = [["couch", "sofa"]]
+    assert cover([["A sofa."]], objects, associations={"couch": ["sofa"]}) == pytest.approx(1 / 2.001, abs=1e-12)
+    assert cover([["A sofa and a couch."]], objects, associations={"couch": ["sofa"]}) == pytest.approx(
+        1 / 2.001, abs=1e-12)  # "couch" itself also maps to couch: sofa stays uncovered
+    # associations of two objects: the earlier object wins
+    assert cover([["A seat."]], [["chair", "bench"]], associations={"chair": ["seat"], "bench": ["seat"]}) == \
+        pytest.approx(1 / 2.001, abs=1e-12)
+
+
+def test_attribute_split_pools_three_sub_counters_as_amber():
+    types = ["discriminative-attribute-state", "discriminative-attribute-number", "discriminative-attribute-state",
+             "discriminative-hallucination"]
+    s = amber_scores(["no", "no", "yes", "no"], ["No", "Yes", "Yes", "No"], types)
+    a = s["discriminative-attribute"]
+    # AMBER: (as + an + aa scores) / (as + an + aa counters), each counter starting at 0.001
+    assert a["accuracy"] == pytest.approx(2 / (3 + 0.003), abs=1e-12)
+    assert a["precision"] == pytest.approx(1 / (1 + 0.003), abs=1e-12)
+    assert a["recall"] == pytest.approx(1 / (2 + 0.003), abs=1e-12)
+    assert a["n"] == 3 and s["discriminative-attribute-state"]["accuracy"] == pytest.approx(2 / 2.001)
+    assert s["discriminative-hallucination"]["recall"] == pytest.approx(1 / 1.001)
+    assert "discriminative-attribute" not in amber_scores(["no"], ["No"], ["existence"])
 
 
 def test_clair_prompt_and_parser_follow_the_official_code():
