@@ -9,11 +9,14 @@ crowd region of its category. Per category ``PQ = sum IoU(TP) / (TP + FP/2 + FN/
 ``SQ = sum IoU / TP``, ``RQ = TP / (TP + FP/2 + FN/2)``; PQ / SQ / RQ are averaged over the
 categories that occur (TP + FP + FN > 0), over all, things and stuff. Values are fractions.
 
-gRefCOCO (RAS, seed 004; REFERENCE §7; the official ReLA scorer): per sample, I and U of the
-predicted union mask vs. the ground-truth union mask. A no-target sample (empty ground truth)
-predicted empty has IoU 1 and adds nothing to I or U; predicted non-empty, IoU 0 and U grows by
-the predicted area. gIoU = 100 x mean IoU, cIoU = 100 x sum I / sum U, N-acc = 100 x share of
-no-target samples predicted empty, T-acc = 100 x share of target samples predicted non-empty
+gRefCOCO (RAS, seed 004; REFERENCE §7; the official ReLA scorer, ``ReferEvaluator.evaluate``): per
+sample, I and U of the predicted union mask vs. the ground-truth union mask, and the model's
+no-target decision — ReLA's explicit ``nt_label`` when given (``no_target=``), else "the predicted
+mask is empty". A no-target sample (empty ground truth) decided no-target has IoU 1 and adds
+nothing to I or U, whatever stray pixels the mask has; otherwise IoU 0 and U grows by the
+predicted area. A target sample decided no-target has IoU 0 and adds I = 0 and its union U;
+otherwise IoU = I / U. gIoU = 100 x mean IoU, cIoU = 100 x sum I / sum U, N-acc = 100 x share of
+no-target samples decided no-target, T-acc = 100 x share of target samples decided targeted
 (cIoU is NaN when every union is empty).
 """
 
@@ -138,35 +141,43 @@ def _union(mask, name: str) -> np.ndarray:
     return m
 
 
-def grefcoco_scores(predictions: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> dict:
+def grefcoco_scores(predictions: Sequence[np.ndarray], targets: Sequence[np.ndarray], *,
+                    no_target: Sequence[bool] | None = None) -> dict:
     """gIoU, cIoU, N-acc, T-acc (percent) of predicted vs. ground-truth masks.
 
     Each prediction / target is a bool ``(H, W)`` mask or ``(N, H, W)`` masks (a group, N >= 0),
-    reduced to its union. N-acc (T-acc) is NaN when there is no no-target (target) sample.
+    reduced to its union. ``no_target``: per sample, the model's explicit no-target flag (ReLA's
+    ``nt_label``); None decides by an empty predicted mask. N-acc (T-acc) is NaN when there is no
+    no-target (target) sample.
     """
     if len(predictions) != len(targets) or not len(predictions):
         raise DataFormatError(f"need equally many predictions and targets (> 0), got {len(predictions)} and "
                               f"{len(targets)}")
+    if no_target is not None:
+        no_target = list(no_target)
+        if len(no_target) != len(predictions) or not all(isinstance(f, (bool, np.bool_)) for f in no_target):
+            raise DataFormatError(f"no_target must be {len(predictions)} bools (one per prediction), got {no_target!r}")
     ious, inter_total, union_total = [], 0, 0
-    no_target = no_target_ok = target = target_ok = 0
+    empty_gt = empty_gt_ok = target = target_ok = 0
     for k, (p, t) in enumerate(zip(predictions, targets)):
         p, t = _union(p, f"predictions[{k}]"), _union(t, f"targets[{k}]")
         if p.shape != t.shape:
             raise InvalidMaskError(f"sample {k}: prediction {p.shape} and target {t.shape} differ in size")
-        p_any = bool(p.any())
+        says_no_target = not p.any() if no_target is None else bool(no_target[k])
+        u = int(np.count_nonzero(p | t))
         if not t.any():
-            no_target += 1
-            no_target_ok += not p_any
-            ious.append(0.0 if p_any else 1.0)
-            union_total += int(p.sum())
+            empty_gt += 1
+            empty_gt_ok += says_no_target
+            ious.append(1.0 if says_no_target else 0.0)
+            union_total += 0 if says_no_target else u
             continue
         target += 1
-        target_ok += p_any
-        i, u = int(np.count_nonzero(p & t)), int(np.count_nonzero(p | t))
+        target_ok += not says_no_target
+        i = 0 if says_no_target else int(np.count_nonzero(p & t))
         inter_total += i
         union_total += u
         ious.append(i / u)
     return {"gIoU": 100 * float(np.mean(ious)),
             "cIoU": 100 * inter_total / union_total if union_total else float("nan"),
-            "N-acc": 100 * no_target_ok / no_target if no_target else float("nan"),
+            "N-acc": 100 * empty_gt_ok / empty_gt if empty_gt else float("nan"),
             "T-acc": 100 * target_ok / target if target else float("nan")}

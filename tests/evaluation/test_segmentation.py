@@ -98,3 +98,22 @@ def test_grefcoco_hand_computed():
         grefcoco_scores([a.astype(np.uint8)], [a])
     with pytest.raises(DataFormatError, match="equally many"):
         grefcoco_scores([a, a], [a])
+
+
+def test_grefcoco_explicit_no_target_flag_as_rela():
+    """ReLA's evaluator decides no-target by the model's nt_label, not by the mask: a model that says
+    "no target" and leaves a stray pixel scores IoU 1 there; saying "no target" on a target sample
+    gives I = 0 but still adds the union."""
+    z = np.zeros((4, 4), bool)
+    stray = z.copy()
+    stray[0, 0] = True
+    a = z.copy()
+    a[:2, :2] = True
+    s = grefcoco_scores([stray, a, a], [z, a, a], no_target=[True, False, True])
+    assert s["gIoU"] == pytest.approx(100 * (1 + 1 + 0) / 3)
+    assert s["cIoU"] == pytest.approx(100 * 4 / (0 + 4 + 4))
+    assert s["N-acc"] == 100.0 and s["T-acc"] == 50.0
+    without_flag = grefcoco_scores([stray, a, a], [z, a, a])  # the stray pixel means "targeted": IoU 0
+    assert without_flag["gIoU"] == pytest.approx(100 * 2 / 3) and without_flag["N-acc"] == 0.0
+    with pytest.raises(DataFormatError, match="one per prediction"):
+        grefcoco_scores([a], [a], no_target=[True, False])
