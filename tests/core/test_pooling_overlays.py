@@ -75,11 +75,17 @@ def _two_quadrants():
 
 
 def test_integer_features_are_cast_not_nan():
-    """Bug caught: integer features gave NaN / truncated tokens (integer weights and division)."""
-    feats, masks, expected = _two_quadrants()
+    """Bug caught: integer features gave NaN / wrong tokens: the area weights were cast to the integer dtype
+    (a mask covering part of a cell lost it; a mask inside one cell got total weight 0, hence 0 / 0)."""
+    feats, masks, _ = _two_quadrants()
+    masks[0] = False
+    masks[0, 1:3, 1:3] = True  # 4 pixels inside cell (0, 0) of the 4 x 4 grid: weight 0.25
+    masks[1, 6:, 6:] = True  # covers part of the cells around its quadrant
+    ref = mask_pool(feats.double(), masks).tokens
     for dtype in (torch.int64, torch.uint8, torch.int32):
         out = mask_pool(feats.to(dtype), masks).tokens
-        assert out.dtype == torch.float32 and torch.allclose(out, expected)
+        assert out.dtype == torch.float32 and torch.isfinite(out).all()
+        assert torch.allclose(out.double(), ref, atol=1e-5)
 
 
 def test_non_finite_features_outside_every_mask_do_not_poison_tokens():
