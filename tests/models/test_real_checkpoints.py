@@ -13,7 +13,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -21,7 +20,7 @@ from regionlib.errors import CheckpointError, ConfigError
 from regionlib.models import RegionModel, create_model, list_presets
 from regionlib.models.lm_head import default_lora_targets
 from regionlib.models.tokenizer import builtin_tokenizer
-from regionlib.models.vision import build_image_processor, VisionConfig
+from regionlib.models.vision import VisionConfig, build_image_processor
 from regionlib.regions import Regions
 from regionlib.sam import SAM_PRESETS, SamConfig
 
@@ -315,10 +314,10 @@ def test_broken_lm_checkpoints_are_errors(src, tmp_path):
     with pytest.raises(CheckpointError, match=r"model\.layers\.0\.mlp\.up_proj\.weight"):
         create_model("tiny-dam", lm__path=str(bad))
     with pytest.raises(CheckpointError, match="causal"):
-        create_model("tiny-dam", lm__path=str(src["siglip"]), tokenizer=AutoTokenizerOf(src["gpt2"]))
+        create_model("tiny-dam", lm__path=str(src["siglip"]), tokenizer=_own_tokenizer(src["gpt2"]))
 
 
-def AutoTokenizerOf(path):
+def _own_tokenizer(path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(path))
