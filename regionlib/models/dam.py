@@ -290,18 +290,22 @@ class DAM(Captioner, RegionModel):
     def region_inputs(self, state: ImageState, regions: Regions, prompts=None) -> dict:
         """Inputs of the N ``regions`` (their masks; boxes as box masks): ``full_image`` ``(1, 3, S, S)``,
         ``image_index`` ``(N,)``, ``full_mask`` ``(N, 1, S, S)``, ``crop_image`` ``(N, 3, S, S)``,
-        ``crop_mask`` ``(N, 1, S, S)`` (per the variant), ``targets`` = the regions' captions. Images and
-        masks go through the encoder's own processor (the mask as a 0 / 255 image, REFERENCE §1), on the
-        model's device."""
-        if prompts is not None:
-            raise ConfigError("DAM's prompt is its LM template (LMConfig.template); prompts must be None")
+        ``crop_mask`` ``(N, 1, S, S)`` (per the variant), ``targets`` = the regions' captions, ``prompts``:
+        the instruction of each region (None: the LM template's; DAM App. H.2's prompt augmentation,
+        `regionlib.data.prompt_aug`, gives one per region). Images and masks go through the encoder's
+        own processor (the mask as a 0 / 255 image, REFERENCE §1), on the model's device."""
         check_regions(state, regions)
+        if isinstance(prompts, str):
+            prompts = [prompts] * len(regions)
+        if prompts is not None and (len(prompts) != len(regions) or not all(isinstance(p, str) for p in prompts)):
+            raise ConfigError(f"prompts must be None (the LM template), a str or {len(regions)} strs, one per region")
         masks = regions.masks if regions.has_masks else boxes_to_masks(regions.boxes_xyxy, state.size)
         masks = as_mask_batch(masks, "regions.masks", image_size=state.size)
         spec, dev, proc = self.backbone.spec, self.device, self.image_processor
         mask_t = torch.from_numpy(masks).to(dev)
         batch: dict = {"image_index": torch.zeros(len(masks), dtype=torch.long, device=dev),
-                       "targets": None if regions.captions is None else list(regions.captions)}
+                       "targets": None if regions.captions is None else list(regions.captions),
+                       "prompts": None if prompts is None else list(prompts)}
         if spec.global_pass:
             batch["full_image"] = state.tensors["full_image"]
             batch["full_mask"] = proc.masks(list(mask_t))
@@ -328,7 +332,7 @@ class DAM(Captioner, RegionModel):
             state = self.encode_image(f)
             per.append(self.region_inputs(state, Regions.from_masks(np.asarray(m)[None])))
         keys = [k for k in ("full_image", "full_mask", "crop_image", "crop_mask") if k in per[0]]
-        return {**{k: torch.stack([p[k][0] for p in per])[None] for k in keys}, "targets": None}
+        return {**{k: torch.stack([p[k][0] for p in per])[None] for k in keys}, "targets": None, "prompts": None}
 
     # ---------------------------------------------------------------- model
     def prefix(self, batch: dict) -> torch.Tensor:
@@ -336,9 +340,14 @@ class DAM(Captioner, RegionModel):
         keys = ("full_image", "full_mask", "crop_image", "crop_mask", "image_index")
         return self.projector(self.backbone(**{k: batch.get(k) for k in keys}))
 
-    def contexts(self, batch: dict) -> tuple[torch.Tensor, None]:
-        """The prefix in the LM's template: ``(B, L, D)`` (equal lengths, no padding)."""
-        return self.lm_head.contexts(self.prefix(batch)), None
+    def contexts(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The prefix in the LM's template ``(B, L, D)`` (equal lengths, no mask), or with per-region
+        ``prompts`` each region's ``{visual} {prompt}`` context, left-padded ``(B, L, D)`` + mask ``(B, L)``."""
+        prefix = self.prefix(batch)
+        if batch.get("prompts") is None:
+            return self.lm_head.contexts(prefix), None
+        head = self.lm_head
+        return head.pad_left([head.context([p, " " + text]) for p, text in zip(prefix, batch["prompts"])])
 
 
 def build_dam(config: DAMConfig, tokenizer, *, load_weights: bool = True) -> DAM:

@@ -7,8 +7,8 @@ A region model splits its work the way segment-anything's predictor does:
    predictor or a training task may cache it.
 2. ``region_inputs(state, regions, prompts=None) -> batch`` — the model inputs of the N regions of
    that image (`Regions`: masks and / or boxes, captions as targets when present). ``prompts``
-   is model-specific: SCA's prompt kind (``"box"``, ``"cpb"``, ``"rpb"``, ``"rpm"``) or explicit
-   `Prompt`s; RAS's referring text. A batch is a dict: per-image tensors (leading axis = images),
+   is model-specific: DAM's instruction text per region (prompt augmentation, DAM App. H.2); SCA's
+   prompt kind (``"box"``, ``"cpb"``, ``"rpb"``, ``"rpm"``) or explicit `Prompt`s; RAS's referring text. A batch is a dict: per-image tensors (leading axis = images),
    per-region tensors (leading axis B), ``image_index`` ``(B,)`` mapping regions to images, and
    ``targets`` (the captions to learn, or None).
 3. ``collate(batches) -> batch`` — batches of several images joined into one (training).
@@ -97,7 +97,7 @@ def collate_batches(batches: Sequence[dict]) -> dict:
     offsets = np.cumsum([0] + [int(b["image_index"].max()) + 1 for b in batches[:-1]])
     for key in keys:
         values = [b[key] for b in batches]
-        if key == "targets":
+        if key in ("targets", "prompts"):  # per-region lists (or None)
             out[key] = None if any(v is None for v in values) else [t for v in values for t in v]
         elif key == "image_index":
             out[key] = torch.cat([v + int(o) for v, o in zip(values, offsets)])

@@ -133,27 +133,24 @@ class PooledCaptioner(Captioner, RegionModel):
         return self.image_proj(features[0][index].flatten(1).transpose(0, 1))  # (g*g, D)
 
     def contexts(self, batch: dict) -> tuple[torch.Tensor, None]:
-        """``(B, L, D)``: per region, its image's tokens, the mask role token, its mask token, the prompt."""
+        """``(B, L, D)``: per region, its image's tokens, the mask role token + its mask token, the prompt —
+        one whole context each (`LMHead.context`: BOS and chat template as the tokenizer has them)."""
         f0 = batch["features"][0]  # (N_img, C, g, g)
-        img = self.image_proj(f0.flatten(2).transpose(1, 2))[batch["image_index"]]  # (B, g*g, D)
-        tokens = self.mask_tokenizer(batch["mask_features"])[:, None]  # (B, 1, D)
-        b = tokens.shape[0]
-        role = self.lm_head.embed_ids([self.mask_id]).to(tokens.dtype)[None].expand(b, -1, -1)
-        text = self.lm_head.sequence([" " + self.config.region_prompt]).to(tokens.dtype)[None].expand(b, -1, -1)
-        return torch.cat([img.to(tokens.dtype), role, tokens, text], dim=1), None
+        img = self.image_proj(f0.flatten(2).transpose(1, 2))  # (N_img, g*g, D)
+        tokens = self.mask_tokenizer(batch["mask_features"])  # (B, D)
+        role = self.lm_head.embed_ids([self.mask_id]).to(tokens.dtype)  # (1, D)
+        prompt = " " + self.config.region_prompt
+        return torch.stack([self.lm_head.context([img[i].to(tokens.dtype), torch.cat([role, t[None]]), prompt])
+                            for i, t in zip(batch["image_index"].tolist(), tokens)]), None
 
     def grounded_context(self, batch: dict) -> tuple[torch.Tensor, list[int]]:
         """``(L, D)`` context with all K masks of a one-image batch, and the positions of the K mask tokens."""
         img = self._image_tokens(batch["features"])
         tokens = self.mask_tokenizer(batch["mask_features"])
-        role = self.lm_head.embed_ids([self.mask_id])
-        parts, positions, n = [img], [], img.shape[0]
-        for t in tokens:
-            parts += [role, t[None]]
-            positions.append(n + 1)
-            n += 2
-        parts.append(" " + self.config.grounded_prompt)
-        return self.lm_head.sequence(parts), positions
+        role = self.lm_head.embed_ids([self.mask_id]).to(tokens.dtype)
+        parts = [img.to(tokens.dtype), *(torch.cat([role, t[None]]) for t in tokens), " " + self.config.grounded_prompt]
+        ctx, starts = self.lm_head.context(parts, offsets=True)
+        return ctx, [start + 1 for start in starts[1:]]  # each mask token follows its role token
 
     # ---------------------------------------------------------------- grounded captioning
     def _grounding_logits(self, hidden: torch.Tensor, seg_pos: list[int], mask_pos: list[int]) -> torch.Tensor:

@@ -128,25 +128,21 @@ class RAS(RegionModel):
         return out
 
     def _sequence(self, sample: dict) -> tuple[torch.Tensor, list[int]]:
-        """Embedded sequence ``(L, D)`` of one sample and the positions of its candidate tokens."""
+        """Embedded context ``(L, D)`` of one sample (`LMHead.context`: BOS and chat template as the
+        tokenizer has them) and the positions of its candidate tokens."""
         feats, lm = sample["features"], self.lm_head
+        cand = self.mask_tokenizer(sample["candidates"])  # (N, D)
         parts: list = []
         if self.image_proj is not None:
-            f0 = feats[0]
-            parts.append(self.image_proj(f0.flatten(1).transpose(0, 1)))
+            parts.append(self.image_proj(feats[0].flatten(1).transpose(0, 1)).to(cand.dtype))
         parts.append(self.config.prompt_template.format(prompt=sample["prompt"]))
-        pool = lm.embed_ids([self.pool_id])
         if sample["references"] is not None:
-            ref_tokens = self.mask_tokenizer(sample["references"])
-            ref = lm.embed_ids([self.ref_id])
-            for t in ref_tokens:
-                parts += [ref, t[None]]
-        prefix = lm.sequence(parts)
-        cand = self.mask_tokenizer(sample["candidates"])  # (N, D)
-        inter = torch.stack([pool.expand(len(cand), -1).to(cand.dtype), cand], dim=1).flatten(0, 1)  # (2N, D)
-        seq = torch.cat([prefix.to(cand.dtype), inter], dim=0)
-        positions = [prefix.shape[0] + 2 * i + 1 for i in range(len(cand))]
-        return seq, positions
+            ref = lm.embed_ids([self.ref_id]).to(cand.dtype)
+            parts += [torch.cat([ref, t[None]]) for t in self.mask_tokenizer(sample["references"])]
+        pool = lm.embed_ids([self.pool_id]).to(cand.dtype)
+        parts += [torch.cat([pool, t[None]]) for t in cand]
+        seq, starts = lm.context(parts, offsets=True)
+        return seq, [start + 1 for start in starts[-len(cand):]]  # the candidates are the last tensor parts
 
     def logits(self, samples: Sequence[dict]) -> list[torch.Tensor]:
         """Selection logits of every sample's candidates: a list of ``(N_i,)``."""

@@ -18,13 +18,13 @@ def test_zero_initialised_backbone_equals_the_base_encoder(preset, gated, world)
     s = world[0]
     batch = inputs(model, s.image, s.regions[:3])
     with torch.no_grad():
-        out = model.backbone(**{k: v for k, v in batch.items() if k != "targets"})
+        out = model.backbone(**{k: v for k, v in batch.items() if k not in ("targets", "prompts")})
         base = model.backbone.vision(batch["crop_image"], output_hidden_states=True).hidden_states[-2]
     assert torch.equal(out, base)
     # and the equality is not vacuous: a non-zero mask embedding changes the output
     with torch.no_grad():
         model.backbone.mask_embed.weight.fill_(0.01)
-        assert not torch.equal(model.backbone(**{k: v for k, v in batch.items() if k != "targets"}), base)
+        assert not torch.equal(model.backbone(**{k: v for k, v in batch.items() if k not in ("targets", "prompts")}), base)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -62,7 +62,7 @@ def test_video_frames_are_concatenated(world):
     assert video["crop_image"].shape == (1, 2, 3, 64, 64)
     prefix = model.prefix(video)
     assert prefix.shape == (1, 2 * 65, model.lm_head.width)
-    single = model.prefix({k: v[:, 0] for k, v in video.items() if k != "targets"})
+    single = model.prefix({k: v[:, 0] for k, v in video.items() if k not in ("targets", "prompts")})
     assert torch.allclose(prefix[:, :65], single, atol=1e-6)
     assert len(model.generate(video, max_new_tokens=3)) == 1
 
@@ -71,7 +71,7 @@ def test_bad_inputs_raise_typed_errors(world):
     model = create_model("tiny-dam")
     s = world[0]
     batch = inputs(model, s.image, s.regions[:2])
-    tensors = {k: v for k, v in batch.items() if k != "targets"}
+    tensors = {k: v for k, v in batch.items() if k not in ("targets", "prompts")}
     with pytest.raises(InvalidMaskError, match="crop_mask"):
         model.backbone(**{**tensors, "crop_mask": batch["crop_mask"][:, :, :32]})
     with pytest.raises(InvalidMaskError):
@@ -121,3 +121,25 @@ def test_region_inputs_are_the_checkpoints_own_preprocessing_of_each_focal_crop(
     torch.testing.assert_close(batch["crop_image"], want, atol=1e-4, rtol=0)
     want_full = ref(images=[s.image], return_tensors="pt")["pixel_values"]
     torch.testing.assert_close(batch["full_image"], want_full, atol=1e-4, rtol=0)
+
+
+def test_per_region_prompts_replace_the_template_instruction(world):
+    """Bug caught: DAM's prompt augmentation (App. H.2) having no way into the model, or one region's
+    prompt leaking into another's context: each region reads ``{visual} {its prompt}``, left-padded."""
+    model = create_model("tiny-dam").eval()
+    s = world[0]
+    prompts = ["Describe the masked region in detail.", "Describe the masked region in one sentence."]
+    batch = inputs(model, s.image, s.regions[:2], prompts=prompts)
+    embeds, mask = model.contexts(batch)
+    head = model.lm_head
+    with torch.no_grad():
+        prefix = model.prefix(batch)
+        for i, text in enumerate(prompts):
+            own = head.context([prefix[i], " " + text])
+            assert torch.equal(embeds[i, embeds.shape[1] - own.shape[0]:], own)
+            assert int(mask[i].sum()) == own.shape[0]
+        default, _ = model.contexts({**batch, "prompts": None})  # the template says the first prompt
+        torch.testing.assert_close(default[0], head.context([prefix[0], " " + prompts[0]]))
+    assert len(model.generate(batch, max_new_tokens=3)) == 2
+    with pytest.raises(ConfigError, match="one per region"):
+        inputs(model, s.image, s.regions[:2], prompts=["only one"])

@@ -122,8 +122,8 @@ def test_bad_input(world):
         predictor.segment_and_caption([Prompt(box_xyxy=s.regions.boxes_xyxy[0])])
     with pytest.raises(ConfigError, match="select"):
         predictor.select("x", s.regions)
-    with pytest.raises(ConfigError, match="prompts must be None"):
-        predictor.caption(s.regions, prompts="cpb")
+    with pytest.raises(ConfigError, match="one per region"):
+        predictor.caption(s.regions, prompts=[1] * len(s.regions))
     ras = RegionPredictor(create_model("tiny-ras"))
     ras.set_image(s.image)
     with pytest.raises(ConfigError, match="does not caption"):
