@@ -1,4 +1,6 @@
-"""Property-based: random boxes, masks and crops give a result or a RegionLibError, nothing else."""
+"""Property-based: random boxes, masks and crops give a result or a RegionLibError, nothing else; and a
+result exactly when the input is valid (computed independently here), so a function that always
+raises fails these tests too."""
 
 import numpy as np
 from hypothesis import given, settings
@@ -27,10 +29,34 @@ def result_or_library_error(fn, *args, **kwargs):
         return None
 
 
+def binary(masks) -> bool:
+    return bool(np.isin(masks, (0, 1)).all())
+
+
+def nonempty(masks) -> bool:
+    return bool(masks.any(axis=(1, 2)).all())
+
+
+def boxes_valid(boxes, size, clip) -> bool:
+    """Independent statement of `validate_boxes`' contract (module docstring of regionlib.boxes)."""
+    b = boxes.reshape(-1, 4) if boxes.ndim == 1 and boxes.shape[0] == 4 else boxes
+    if b.ndim != 2 or b.shape[1] != 4 or not np.isfinite(b).all():
+        return False
+    h, w = size
+    inside = (b[:, 0] >= 0) & (b[:, 1] >= 0) & (b[:, 2] <= w) & (b[:, 3] <= h)
+    if not clip and not inside.all():
+        return False
+    c = b.copy()
+    c[:, [0, 2]] = c[:, [0, 2]].clip(0, w)
+    c[:, [1, 3]] = c[:, [1, 3]].clip(0, h)
+    return bool(((c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1])).all())
+
+
 @settings(max_examples=150, deadline=None)
 @given(any_boxes, st.tuples(st.integers(1, 50), st.integers(1, 50)), st.booleans())
 def test_boxes(boxes, size, clip):
     out = result_or_library_error(validate_boxes, boxes, image_size=size, clip=clip)
+    assert (out is not None) == boxes_valid(boxes, size, clip)
     if out is not None:
         assert out.shape == (len(out), 4) and (out[:, 2] > out[:, 0]).all() and (out[:, 3] > out[:, 1]).all()
         if len(out):
@@ -45,6 +71,8 @@ def test_boxes(boxes, size, clip):
 def test_masks_and_crops(masks, mode, min_size, expansion):
     boxes = result_or_library_error(masks_to_boxes, masks)
     rles = result_or_library_error(encode_rle, masks)
+    assert (boxes is not None) == (binary(masks) and nonempty(masks))
+    assert (rles is not None) == binary(masks)
     if rles is not None and len(rles):
         assert (decode_rle(rles) == masks.astype(bool)).all()
     crops = result_or_library_error(crop_boxes, masks, mode, expansion=expansion, min_size=min_size)
@@ -57,8 +85,10 @@ def test_masks_and_crops(masks, mode, min_size, expansion):
         # every crop contains its mask's box
         assert (crops[:, :2] <= boxes[:, :2]).all() and (crops[:, 2:] >= boxes[:, 2:]).all()
     iou = result_or_library_error(mask_iou, masks, masks)
+    assert (iou is not None) == binary(masks)
     if iou is not None:
         assert ((iou >= 0) & (iou <= 1)).all()
+        assert np.allclose(np.diag(iou), masks.any(axis=(1, 2)))  # a mask vs itself: 1 (0 if empty)
 
 
 @settings(max_examples=60, deadline=None)
@@ -68,5 +98,8 @@ def test_pooling(masks, weights, grid):
 
     feats = torch.randn(3, grid, grid)
     out = result_or_library_error(mask_pool, feats, masks, weights=weights)
+    assert (out is not None) == (binary(masks) and nonempty(masks))
     if out is not None:
         assert out.tokens.shape == (len(masks), 3) and torch.isfinite(out.tokens).all()
+        lo, hi = feats.flatten(1).min(1).values, feats.flatten(1).max(1).values  # a mean lies within the range
+        assert ((out.tokens >= lo - 1e-5) & (out.tokens <= hi + 1e-5)).all()
