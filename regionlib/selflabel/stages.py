@@ -27,9 +27,8 @@ def load_captioner(config: dict):
         return RegionModel.from_pretrained(path).eval()
     from ..data.grammar import caption_words
     from ..models import create_model
-    from ..models.tokenizer import builtin_tokenizer
 
-    return create_model(config["preset"], tokenizer=builtin_tokenizer([" ".join(caption_words())])).eval()
+    return create_model(config["preset"], tokenizer_texts=[" ".join(caption_words())]).eval()
 
 
 def image_source(config: dict):
