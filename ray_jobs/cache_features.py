@@ -4,8 +4,8 @@ Local:    python ray_jobs/cache_features.py --images DIR --out cache/sam_tiny
 Cluster:  ray job submit --working-dir . -- python ray_jobs/cache_features.py --images DIR --out /shared/cache \
               --sam-preset vit_h --sam-checkpoint /ckpt/sam_vit_h_4b8939.pth --actors 8 --gpus-per-actor 1
 
-Each shard holds ``{image_id: SAM image embedding (C, g, g)}``; ``manifest.json`` records ids and
-sha256 per shard. A rerun skips finished shards; a killed worker's shard is recomputed.
+Each shard holds ``{image_id: SAM image embedding (C, g, g)}``; each finished shard appends its ids
+and sha256 to ``manifest.jsonl``, folded into ``manifest.json`` at the end (`regionlib.shards`). A rerun skips finished shards; a killed worker's shard is recomputed.
 Read it back with `regionlib.feature_cache.FeatureCache`.
 """
 
@@ -73,6 +73,7 @@ def main(argv=None) -> dict:
     device = "cuda" if args.gpus_per_actor > 0 else "cpu"
     stats = run_shards(writer, specs, make_sam_work(paths, args.sam_preset, args.sam_checkpoint, device),
                        actors=args.actors, num_cpus=args.cpus_per_actor, num_gpus=args.gpus_per_actor)
+    writer.compact()  # the per-shard manifest log folded into manifest.json, once
     stats["seconds"] = round(time.perf_counter() - t0, 2)
     print(json.dumps(stats))
     return stats

@@ -7,7 +7,6 @@ only (no pickle).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -15,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from .errors import DataFormatError
-from .shards import ShardedWriter, ShardSpec, atomic_write_bytes
+from .shards import ShardSpec, atomic_write_bytes, load_manifest, verify_shard
 
 __all__ = ["write_feature_shard", "FeatureCache"]
 
@@ -32,20 +31,20 @@ def write_feature_shard(path: str | Path, spec: ShardSpec, features: dict[str, t
 class FeatureCache:
     """Read-only view of a feature cache directory: ``cache[id] -> tensor``.
 
-    The manifest is checked on open (every shard present with its checksum); shard files are
-    opened lazily and memory-mapped by safetensors.
+    Opening reads the manifest only (no shard is hashed, so it costs the same for 10 or 100 000
+    shards); with ``verify`` (default) each shard's size and sha256 are checked the first time one
+    of its ids is read, and a corrupted shard raises `DataFormatError` naming it then. Shard files
+    are opened lazily and memory-mapped by safetensors.
     """
 
     def __init__(self, root: str | Path, *, verify: bool = True):
         self.root = Path(root)
-        path = self.root / "manifest.json"
-        if not path.exists():
+        if not (self.root / "manifest.json").exists():
             raise DataFormatError(f"{self.root}: no manifest.json (not a feature cache)")
-        manifest = json.loads(path.read_text())
-        self.config = manifest["config"]
-        if verify:
-            ShardedWriter(self.root, kind=manifest["kind"], config=manifest["config"], suffix=".safetensors").verify()
-        self._where = {str(i): name for name, e in manifest["shards"].items() for i in e["ids"]}
+        manifest = load_manifest(self.root)
+        self.config, self.verify = manifest["config"], verify
+        self._entries = manifest["shards"]
+        self._where = {str(i): name for name, e in self._entries.items() for i in e["ids"]}
         self._open: dict[str, object] = {}
 
     def __len__(self) -> int:
@@ -62,5 +61,8 @@ class FeatureCache:
         if name is None:
             raise KeyError(f"id {key!r} is not in the feature cache {self.root}")
         if name not in self._open:
-            self._open[name] = safe_open(str(self.root / f"{name}.safetensors"), framework="pt", device="cpu")
+            path = self.root / f"{name}.safetensors"
+            if self.verify:
+                verify_shard(self.root, name, self._entries[name], ".safetensors")
+            self._open[name] = safe_open(str(path), framework="pt", device="cpu")
         return self._open[name].get_tensor(str(key))
