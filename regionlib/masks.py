@@ -28,6 +28,7 @@ __all__ = [
     "rle_size",
     "rle_counts",
     "check_rle",
+    "check_rle_header",
     "polygons_to_rle",
     "mask_areas",
     "masks_to_boxes",
@@ -144,6 +145,24 @@ def rle_counts(counts, name: str = "counts") -> np.ndarray:
     return runs
 
 
+def check_rle_header(rle, name: str = "rle", *, image_size: tuple[int, int] | None = None,
+                     max_pixels: int | None = None) -> tuple[int, int]:
+    """``(H, W)`` of a COCO RLE dict after the cheap checks of `check_rle` (a dict with ``size`` and
+    ``counts``; the size; the type of ``counts``), without decoding the runs."""
+    from .images import DEFAULT_MAX_PIXELS
+
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        what = f"keys {sorted(map(str, rle))}" if isinstance(rle, dict) else type(rle).__name__
+        raise InvalidMaskError(f"{name} must be a COCO RLE dict with 'size' and 'counts', got {what}")
+    h, w = _size(rle["size"], f"{name}['size']", DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+    if image_size is not None and (h, w) != tuple(image_size):
+        raise InvalidMaskError(f"{name}: RLE size [{h}, {w}] differs from the image size {list(image_size)}")
+    if not isinstance(rle["counts"], (str, bytes, list)):
+        raise InvalidMaskError(f"{name}['counts'] must be str, bytes or a list of ints, "
+                               f"got {type(rle['counts']).__name__}")
+    return h, w
+
+
 def check_rle(rle, name: str = "rle", *, image_size: tuple[int, int] | None = None,
               max_pixels: int | None = None) -> dict:
     """Validate a COCO RLE dict and return it in pycocotools' form ``{"size": [H, W], "counts": bytes}``.
@@ -154,14 +173,7 @@ def check_rle(rle, name: str = "rle", *, image_size: tuple[int, int] | None = No
     compressed string / bytes (checked by `rle_counts`) or an uncompressed list of non-negative ints;
     the runs sum to ``H * W``. Raises `InvalidMaskError` naming ``name`` and the field.
     """
-    from .images import DEFAULT_MAX_PIXELS
-
-    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
-        what = f"keys {sorted(map(str, rle))}" if isinstance(rle, dict) else type(rle).__name__
-        raise InvalidMaskError(f"{name} must be a COCO RLE dict with 'size' and 'counts', got {what}")
-    h, w = _size(rle["size"], f"{name}['size']", DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
-    if image_size is not None and (h, w) != tuple(image_size):
-        raise InvalidMaskError(f"{name}: RLE size [{h}, {w}] differs from the image size {list(image_size)}")
+    h, w = check_rle_header(rle, name, image_size=image_size, max_pixels=max_pixels)
     counts = rle["counts"]
     if isinstance(counts, list):  # uncompressed RLE
         if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in counts):
@@ -170,8 +182,6 @@ def check_rle(rle, name: str = "rle", *, image_size: tuple[int, int] | None = No
         if total != h * w:
             raise InvalidMaskError(f"{name}['counts']: uncompressed runs sum to {total}, expected H*W = {h * w}")
         return coco_mask.frPyObjects({"size": [h, w], "counts": [int(v) for v in counts]}, h, w)
-    if not isinstance(counts, (str, bytes)):
-        raise InvalidMaskError(f"{name}['counts'] must be str, bytes or a list of ints, got {type(counts).__name__}")
     total = int(rle_counts(counts, f"{name}['counts']").sum())
     if total != h * w:
         raise InvalidMaskError(f"{name}['counts']: compressed runs sum to {total}, expected H*W = {h * w}")

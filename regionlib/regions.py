@@ -5,7 +5,8 @@ Fields (all optional except ``image_size`` and one of boxes / masks):
 * ``boxes_xyxy`` — ``(N, 4)`` float64 XYXY absolute pixels (derived from the masks when
   only masks are given: the tight half-open box);
 * ``masks_rle`` — list of N COCO RLE dicts ``{"size": [H, W], "counts": str}``, decoded to
-  ``(N, H, W)`` bool on demand by `Regions.masks` (decoded once, then cached);
+  ``(N, H, W)`` bool on demand by `Regions.masks` (decoded once, then cached); construction checks
+  each dict and its size, decoding checks the runs (`regionlib.masks.check_rle`);
 * ``scores`` ``(N,)`` float, ``captions`` / ``labels`` lists of N str, ``ids`` list of N
   hashable ids, ``data`` dict of per-region extras (each a length-N list or array, e.g.
   SAM's ``predicted_iou`` and ``stability_score``).
@@ -22,7 +23,8 @@ import numpy as np
 
 from .boxes import validate_boxes
 from .errors import DataFormatError, InvalidMaskError, RegionIndexError, RegionLibError
-from .masks import as_mask_batch, check_rle, decode_rle, encode_rle, masks_to_boxes, polygons_to_rle
+from .masks import (as_mask_batch, check_rle, check_rle_header, decode_rle, encode_rle, masks_to_boxes,
+                    polygons_to_rle)
 
 __all__ = ["Regions"]
 
@@ -80,8 +82,8 @@ class Regions:
         n = len(self.boxes_xyxy)
         if self.masks_rle is not None:
             rles = _as_list(self.masks_rle, n, "masks_rle")
-            for i, r in enumerate(rles):
-                check_rle(r, f"masks_rle[{i}]", image_size=(h, w))
+            for i, r in enumerate(rles):  # the runs are checked where they are decoded (`decode_rle`)
+                check_rle_header(r, f"masks_rle[{i}]", image_size=(h, w))
             set_(self, "masks_rle", rles)
         if self.scores is not None:
             try:
