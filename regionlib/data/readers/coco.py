@@ -39,16 +39,15 @@ __all__ = ["read_coco", "read_lvis", "coco_image_file", "checked_image"]
 def coco_image_file(image: dict, *, lvis: bool = False) -> str:
     """The file name of a COCO / LVIS image entry, relative to the image root: ``file_name``, or
     for LVIS the split folder and name from ``coco_url`` (``train2017/000000391895.jpg``).
-    An entry with neither raises `DataFormatError`."""
+    An entry with neither, or a non-string name, raises `DataFormatError` (the caller names the record)."""
     if "file_name" in image:
         if not isinstance(image["file_name"], str):
-            raise DataFormatError(f"image id={image.get('id')!r}: field 'file_name' must be a string, "
-                                  f"got {image['file_name']!r:.60}")
+            raise DataFormatError(f"field 'file_name' must be a string, got {image['file_name']!r:.60}")
         return image["file_name"]
     if lvis and isinstance(image.get("coco_url"), str):
         parts = image["coco_url"].rstrip("/").split("/")
         return "/".join(parts[-2:]) if len(parts) >= 2 and parts[-2] else parts[-1]
-    raise DataFormatError(f"image id={image.get('id')!r} has no field 'file_name'" + (" or 'coco_url'" if lvis else ""))
+    raise DataFormatError("no field 'file_name'" + (" or 'coco_url' (a string)" if lvis else ""))
 
 
 def _image_entries(data: dict, path: Path, image_root: Path, policy: ErrorPolicy, lvis: bool,

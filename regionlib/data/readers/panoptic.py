@@ -150,14 +150,13 @@ def _read_png(png_path: Path, size, max_pixels, index: PanopticIndex, policy: Er
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked here
             with Image.open(png_path) as im:
                 w, h = im.size
-                if (h, w) != size or h * w > limit:
-                    policy.fail(index.path, where, f"panoptic PNG {png_path} is {(h, w)}, the image is {size} "
-                                                   f"(limit max_pixels={limit}); not decoded")
-                    return None
-                return np.asarray(im.convert("RGB"))
+                if (h, w) == size and h * w <= limit:
+                    return np.asarray(im.convert("RGB"))
+        bad = f"panoptic PNG {png_path} is {(h, w)}, the image is {size} (limit max_pixels={limit}); not decoded"
     except Exception as exc:  # PIL raises OSError, ValueError, DecompressionBombError, ... on bad files
-        policy.fail(index.path, where, f"panoptic PNG {png_path} cannot be decoded: {type(exc).__name__}: {exc}")
-        return None
+        bad = f"panoptic PNG {png_path} cannot be decoded: {type(exc).__name__}: {exc}"
+    policy.fail(index.path, where, bad)
+    return None
 
 
 def load_panoptic_regions(entry: dict, index: PanopticIndex, panoptic_root: Path, policy: ErrorPolicy, *,
