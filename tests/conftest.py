@@ -30,13 +30,17 @@ def reference_data() -> Path:
     ``.ci/run``), where it fails: CI must never pass by skipping these tests."""
     root = reference_data_dir()
     if not (root / "dlc_bench").is_dir():
-        msg = (f"reference data not found at {root}: it is the project's shared/reference-data folder "
-               "(NVlabs/describe-anything's evaluation/model_outputs_cache files, see its NOTICE.md); put "
-               "the project's shared/ folder beside the clone or set REGIONLIB_REFERENCE_DATA to its path")
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing_shared_data(f"reference data not found at {root}: it is the project's shared/reference-data folder "
+                            "(NVlabs/describe-anything's evaluation/model_outputs_cache files, see its NOTICE.md); put "
+                            "the project's shared/ folder beside the clone or set REGIONLIB_REFERENCE_DATA to its path")
     return root
+
+
+def missing_shared_data(message: str):
+    """Skip a test whose data from ``../shared`` is absent, saying where to get it; fail under ``CI=true``."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")

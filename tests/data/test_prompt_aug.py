@@ -12,13 +12,14 @@ import pytest
 from regionlib.data.prompt_aug import (
     PROMPTS_WITH_SUFFIX, PROMPTS_WITHOUT_SUFFIX, PromptAugmenter, count_sentences, prompt_suffix,
 )
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, missing_shared_data
 
 
 def _paper_lists():
     paths = glob.glob(str(REPO_ROOT.parent / "shared" / "seeds" / "003_*.txt"))
     if not paths:
-        pytest.skip("seed 003 text not available")
+        missing_shared_data(f"seed 003 (the DAM paper's text) not found in {REPO_ROOT.parent / 'shared' / 'seeds'}: "
+                            "put the project's shared/ folder beside the clone")
     text = open(paths[0], encoding="utf-8").read()
     start = text.index("The list of prompts that include a {prompt\\_suffix}")
     end = text.index("For prompts without a suffix")
