@@ -211,3 +211,21 @@ def test_dlc_bench_export_reads_back(world, tmp_path):
         assert [q["details_positives"] for q in r.regions.data["questions"]] == \
             [q["details_positives"] for q in s.regions.data["questions"]]
         assert r.regions.data["class_name"] == s.regions.labels
+
+
+@pytest.mark.xfail(strict=True, reason="issue 14: regionworld.to_dlc_bench names image files from image_id unchecked "
+                                       "(its owner: name them with readers.base.safe_file_name, then drop this mark)")
+def test_dlc_bench_export_stays_inside_its_root(world, tmp_path):
+    """Bug caught: `to_dlc_bench` wrote ``<root>/annotations/images/<image_id>.png`` with the image id unchecked,
+    so ``image_id="../../x"`` wrote outside the output root."""
+    import dataclasses
+
+    from regionlib.data.readers.dlc_bench import read_dlc_bench
+
+    hostile = [dataclasses.replace(world[0], image_id="../../../escaped"),
+               dataclasses.replace(world[1], image_id="a/../../../../escaped_too")]  # both land in tmp_path today
+    root = tmp_path / "out"
+    to_dlc_bench(hostile, root)
+    written = {p.resolve() for p in tmp_path.rglob("*") if p.is_file()}
+    assert written and all(root.resolve() in p.parents for p in written)
+    assert [len(r.regions) for r in read_dlc_bench(root)] == [len(s.regions) for s in hostile]
