@@ -15,6 +15,17 @@ from .errors import InvalidBoxError
 __all__ = ["validate_boxes", "box_areas", "box_iou", "clip_boxes", "scale_boxes"]
 
 
+def _image_size(image_size, name: str = "image_size") -> tuple[float, float]:
+    """``(H, W)`` as two finite non-negative numbers, else `InvalidBoxError`."""
+    try:
+        h, w = (float(v) for v in image_size)
+    except (TypeError, ValueError) as exc:
+        raise InvalidBoxError(f"{name} must be (H, W), two numbers, got {image_size!r}") from exc
+    if not (np.isfinite(h) and np.isfinite(w)) or h < 0 or w < 0:
+        raise InvalidBoxError(f"{name} must be finite and non-negative (H, W), got {image_size!r}")
+    return h, w
+
+
 def validate_boxes(
     boxes,
     name: str = "boxes",
@@ -42,7 +53,7 @@ def validate_boxes(
         i = int(np.flatnonzero(~np.isfinite(b).all(axis=1))[0])
         raise InvalidBoxError(f"{name}[{i}] has a NaN or infinite coordinate: {b[i].tolist()}")
     if image_size is not None:
-        h, w = image_size
+        h, w = _image_size(image_size)
         outside = (b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > w) | (b[:, 3] > h)
         if outside.any():
             if not clip:
@@ -80,7 +91,7 @@ def box_iou(boxes_a, boxes_b) -> np.ndarray:
 def clip_boxes(boxes, image_size: tuple[int, int]) -> np.ndarray:
     """Clip ``(N, 4)`` boxes to ``[0, W] x [0, H]`` (may produce degenerate boxes)."""
     b = np.array(boxes, dtype=np.float64, copy=True).reshape(-1, 4)
-    h, w = image_size
+    h, w = _image_size(image_size)
     b[:, [0, 2]] = b[:, [0, 2]].clip(0, w)
     b[:, [1, 3]] = b[:, [1, 3]].clip(0, h)
     return b
@@ -89,7 +100,10 @@ def clip_boxes(boxes, image_size: tuple[int, int]) -> np.ndarray:
 def scale_boxes(boxes, scale) -> np.ndarray:
     """Scale ``(N, 4)`` boxes by ``scale`` (a number or ``(sx, sy)``) -> ``(N, 4)`` float64."""
     b = validate_boxes(boxes, "boxes")
-    s = np.broadcast_to(np.asarray(scale, dtype=np.float64), (2,))
+    try:
+        s = np.broadcast_to(np.asarray(scale, dtype=np.float64), (2,))
+    except (TypeError, ValueError) as exc:
+        raise InvalidBoxError(f"scale must be a number or (sx, sy), got {scale!r}") from exc
     if not np.isfinite(s).all() or (s <= 0).any():
         raise InvalidBoxError(f"scale must be positive and finite, got {scale!r}")
     return b * np.array([s[0], s[1], s[0], s[1]])

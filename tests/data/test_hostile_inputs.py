@@ -464,6 +464,25 @@ for what, fn in mask_cases.items():
     case(f"masks: {what}", fn)
 
 
+def _boxes(name, *args, **kwargs):
+    from regionlib import boxes
+
+    return getattr(boxes, name)(*args, **kwargs)
+
+
+box_cases = {
+    "validate_boxes image_size a word": lambda t: _boxes("validate_boxes", [[0, 0, 1, 1]], image_size="ab"),
+    "validate_boxes image_size a number": lambda t: _boxes("validate_boxes", [[0, 0, 1, 1]], image_size=5),
+    "validate_boxes image_size NaN": lambda t: _boxes("validate_boxes", [[0, 0, 1, 1]], image_size=(nan, 4)),
+    "clip_boxes image_size a word": lambda t: _boxes("clip_boxes", [[0, 0, 1, 1]], "ab"),
+    "scale_boxes scale a word": lambda t: _boxes("scale_boxes", [[0, 0, 1, 1]], "x"),
+    "scale_boxes scale of three": lambda t: _boxes("scale_boxes", [[0, 0, 1, 1]], (1, 2, 3)),
+    "box_iou of None": lambda t: _boxes("box_iou", [[0, 0, 1, 1]], None),
+}
+for what, fn in box_cases.items():
+    case(f"boxes: {what}", fn, isolate=False)
+
+
 # ------------------------------------------------------------------------------ images
 def _tiff(tmp: Path, arr: np.ndarray) -> Path:
     path = tmp / "x.tif"
