@@ -18,16 +18,18 @@ class TransformersJudge(Judge):
         tokenizer: its tokenizer (a pad or eos token is needed for generation).
         name: the model's name in the cache key (default: its ``config._name_or_path``).
         max_new_tokens: reply length limit (part of the cache key).
-        cache: see `Judge`. Calls run one at a time (the module is shared).
+        cache, retry_unparsed: see `Judge`. Calls run one at a time (the module is shared).
     """
 
     backend = "transformers"
 
-    def __init__(self, model, tokenizer, *, name: str | None = None, max_new_tokens: int = 32, cache=None):
+    def __init__(self, model, tokenizer, *, name: str | None = None, max_new_tokens: int = 32, cache=None,
+                 retry_unparsed: bool = False):
         if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
             raise JudgeError("the tokenizer needs a pad or eos token for generation")
         name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
-        super().__init__(model=name, settings={"max_new_tokens": max_new_tokens, "greedy": True}, cache=cache)
+        super().__init__(model=name, settings={"max_new_tokens": max_new_tokens, "greedy": True}, cache=cache,
+                         retry_unparsed=retry_unparsed)
         self.lm, self.tokenizer, self.max_new_tokens = model.eval(), tokenizer, max_new_tokens
         self._generate_lock = threading.Lock()
 

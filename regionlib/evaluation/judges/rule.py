@@ -27,6 +27,7 @@ from typing import Mapping, Sequence
 
 from ...errors import JudgeError
 from .base import Judge
+from .replies import choice_prompt
 
 __all__ = ["RuleJudge"]
 
@@ -60,20 +61,20 @@ class RuleJudge(Judge):
         vocabulary: attribute -> its values, e.g. RegionWorld's ``VOCABULARY``
             (``{"color": ["red", ...], "pattern": [...], ...}``).
         synonyms: name -> other words that count as naming it (e.g. ``{"circle": ["disc"]}``).
-        cache: see `Judge` (the vocabulary is part of the cache key).
+        cache, retry_unparsed: see `Judge` (the vocabulary is part of the cache key).
     """
 
     backend = "rule"
 
     def __init__(self, vocabulary: Mapping[str, Sequence[str]], *, synonyms: Mapping[str, Sequence[str]] | None = None,
-                 cache=None):
+                 cache=None, retry_unparsed: bool = False):
         if not isinstance(vocabulary, Mapping) or not all(
                 isinstance(v, Sequence) and all(isinstance(x, str) for x in v) for v in vocabulary.values()):
             raise JudgeError("vocabulary must map attribute names to lists of str values")
         self.vocabulary = {k.lower(): [v.lower() for v in vs] for k, vs in vocabulary.items()}
         self.synonyms = {k.lower(): [s.lower() for s in v] for k, v in (synonyms or {}).items()}
         super().__init__(model="regionworld-rules", settings={"vocabulary": self.vocabulary, "synonyms": self.synonyms},
-                         cache=cache)
+                         cache=cache, retry_unparsed=retry_unparsed)
 
     def _names(self, name: str, words: set[str]) -> bool:
         """Whether the words of ``name`` (an alternative of it, or a synonym) all occur in ``words``."""
@@ -85,8 +86,9 @@ class RuleJudge(Judge):
         return False
 
     def _complete(self, prompt: str) -> str:
-        if prompt.startswith("Answer the multiple-choice question") and "\nThe description is:\n" in prompt:
-            return self._multiple_choice(prompt)
+        parts = choice_prompt(prompt)
+        if parts is not None:
+            return self._multiple_choice(*parts)
         m = _AMBER.match(prompt)
         if m:
             return "Yes" if _words(m["target"]) <= _words(m["captions"]) else "No"
@@ -98,12 +100,8 @@ class RuleJudge(Judge):
             return json.dumps({"score": round(100 * f1), "reason": "word overlap of the two caption sets"})
         return UNANSWERABLE
 
-    def _multiple_choice(self, prompt: str) -> str:
-        description = prompt.split("\nThe description is:\n", 1)[1].split("\n\nFrom the description above", 1)[0]
+    def _multiple_choice(self, description: str, question: str, choices: list[str]) -> str:
         words = _words(description.split(",", 1)[0])
-        body = prompt.split("with one of the choices:\n", 1)[1].strip().split("\n")
-        question = body[0]
-        choices = [re.sub(r"^[A-E]\. ", "", line) for line in body[1:]]
         m = _RECOGNITION.match(question)
         if m:
             pick = 0 if self._names(m["name"], words) else 1

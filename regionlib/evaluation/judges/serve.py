@@ -11,8 +11,13 @@ from the shell::
 Fault injection for testing clients (`Faults`): every ``fail_every``-th request answers HTTP
 500; ``delay`` seconds of latency (every request, or every ``delay_every``-th); every
 ``bad_json_every``-th response body is not JSON; every ``garbage_every``-th reply is the text
-``"###"`` in a well-formed completion (a reply that matches no choice). Requests are counted
-from 1 in arrival order. Judge calls are serialised (one model, many HTTP threads).
+``"###"`` in a well-formed completion (a reply that matches no choice); with ``trickle`` every
+response body is sent one byte per ``trickle`` seconds (a server that never stalls a read long
+enough for a per-read timeout). Requests are counted from 1 in arrival order. Judge calls are
+serialised (one model, many HTTP threads).
+
+With ``api_key`` the server answers HTTP 401 to a request without ``Authorization: Bearer
+<api_key>`` (``unauthorized`` counts them), like a vLLM server started with ``--api-key``.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class Faults:
     delay_every: int = 0
     bad_json_every: int = 0
     garbage_every: int = 0
+    trickle: float = 0.0
 
 
 def _every(k: int, n: int) -> bool:
@@ -54,9 +60,11 @@ class JudgeServer:
     `serve_forever` from a command line.
     """
 
-    def __init__(self, judge: Judge, *, port: int = 0, faults: Faults | None = None):
+    def __init__(self, judge: Judge, *, port: int = 0, faults: Faults | None = None, api_key: str | None = None):
         self.judge, self.faults = judge, faults or Faults()
+        self._api_key = api_key
         self.requests = 0
+        self.unauthorized = 0  # requests refused for a missing or wrong bearer token
         self.images = 0  # image parts received (multimodal requests; the judge sees only their text)
         self._count_lock, self._judge_lock = threading.Lock(), threading.Lock()
         self.httpd = ThreadingHTTPServer((HOST, port), self._handler())
@@ -73,11 +81,23 @@ class JudgeServer:
                 """Silenced: requests are counted (``server.requests``), never logged (prompts may be private)."""
 
             def _send(self, code: int, data: bytes, content_type: str = "application/json"):
+                try:
+                    self._write(code, data, content_type)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (e.g. its timeout): nothing to answer
+
+            def _write(self, code: int, data: bytes, content_type: str):
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if server.faults.trickle and self.command == "POST":
+                    for i in range(len(data)):
+                        self.wfile.write(data[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(server.faults.trickle)
+                else:
+                    self.wfile.write(data)
 
             def do_GET(self):
                 if self.path.rstrip("/") != "/v1/models":
@@ -91,6 +111,11 @@ class JudgeServer:
                     server.requests += 1
                     n = server.requests
                 f = server.faults
+                if server._api_key is not None and self.headers.get("Authorization") != f"Bearer {server._api_key}":
+                    with server._count_lock:
+                        server.unauthorized += 1
+                    self._send(401, b'{"error": "invalid or missing API key"}')
+                    return
                 if f.delay and (f.delay_every == 0 or _every(f.delay_every, n)):
                     time.sleep(f.delay)
                 if _every(f.fail_every, n):
@@ -145,9 +170,10 @@ class JudgeServer:
             self._thread.join()
 
 
-def serve_judge(judge: Judge, *, port: int = 0, faults: Faults | None = None) -> JudgeServer:
+def serve_judge(judge: Judge, *, port: int = 0, faults: Faults | None = None,
+                api_key: str | None = None) -> JudgeServer:
     """A started `JudgeServer` on 127.0.0.1 (``port=0``: a free port); leave its ``with`` block to stop it."""
-    return JudgeServer(judge, port=port, faults=faults).__enter__()
+    return JudgeServer(judge, port=port, faults=faults, api_key=api_key).__enter__()
 
 
 def main(argv=None) -> None:
