@@ -106,7 +106,8 @@ class Regions:
                 try:
                     hash(v)
                 except TypeError as exc:
-                    raise RegionLibError(f"ids[{i}] must be hashable (an int or str id), got {type(v).__name__}") from exc
+                    raise RegionLibError(f"ids[{i}] must be hashable (an int or str id), "
+                                         f"got {type(v).__name__}") from exc
             set_(self, "ids", ids)
         if not isinstance(self.data, Mapping):
             raise RegionLibError(f"data must be a dict of per-region extras, got {type(self.data).__name__}")
@@ -331,7 +332,8 @@ class Regions:
                 elif isinstance(seg, dict):
                     rle = check_rle(seg, "segmentation", image_size=(h, w))
                 else:
-                    raise DataFormatError(f"{ref}: field 'segmentation' must be polygons or RLE, got {type(seg).__name__}")
+                    raise DataFormatError(f"{ref}: field 'segmentation' must be polygons or RLE, "
+                                          f"got {type(seg).__name__}")
             except InvalidMaskError as exc:
                 raise DataFormatError(f"{ref}: {exc}") from exc
             if int(coco_mask.area(rle)) == 0:

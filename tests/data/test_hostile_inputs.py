@@ -115,7 +115,8 @@ rle_cases = {
     "counts an int": {"size": [H, W], "counts": 5}, "counts null": {"size": [H, W], "counts": None},
     "counts outside the alphabet": {"size": [H, W], "counts": "!!~~\x7f"},
     "counts non-ascii": {"size": [H, W], "counts": "é5"},
-    "counts of a larger mask": {"size": [H, W], "counts": rle_of(rect_mask(4 * H, 2 * W, 0, 0, 2 * W, 4 * H))["counts"]},
+    "counts of a larger mask": {"size": [H, W],
+    "counts": rle_of(rect_mask(4 * H, 2 * W, 0, 0, 2 * W, 4 * H))["counts"]},
     "counts of a smaller mask": {"size": [H, W], "counts": rle_of(rect_mask(H // 2, W, 0, 0, W, H // 2))["counts"]},
     "counts truncated mid-run": {"size": [H, W], "counts": rle_of(rect_mask(H, W, 3, 4, 30, 20))["counts"] + "g"},
     "uncompressed negative run": {"size": [H, W], "counts": [-5, H * W + 5]},
@@ -129,11 +130,13 @@ for what, seg in rle_cases.items():
     case(f"coco RLE: {what}", lambda t, seg=seg: _coco(t, annotations=[_ann(segmentation=seg, bbox=[0, 0, 1, 1])]))
 for what in ("counts of a larger mask", "counts outside the alphabet", "no counts"):
     case(f"coco RLE (skip mode): {what}",
-         lambda t, seg=rle_cases[what]: _coco(t, annotations=[_ann(segmentation=seg, bbox=[0, 0, 1, 1])], on_error="skip"),
+         lambda t, seg=rle_cases[what]: _coco(t, annotations=[_ann(segmentation=seg, bbox=[0, 0, 1, 1])],
+                                              on_error="skip"),
          _skipped_one)
 case("coco RLE: 100000 x 100000 image and uncompressed RLE",
      lambda t: _coco(t, images=_image(height=big, width=big),
-                     annotations=[_ann(segmentation={"size": [big, big], "counts": [0, big * big]}, bbox=[0, 0, 1, 1])]))
+                     annotations=[_ann(segmentation={"size": [big, big], "counts": [0, big * big]},
+                                       bbox=[0, 0, 1, 1])]))
 case("coco RLE (skip mode): 100000 x 100000 image",
      lambda t: _coco(t, images=_image(height=big, width=big),
                      annotations=[_ann(segmentation={"size": [big, big], "counts": [0, big * big]}, bbox=[0, 0, 1, 1])],
@@ -150,21 +153,25 @@ field_cases = {
     "bbox NaN": dict(annotations=[_ann(bbox=[nan, 5, 10, 10])]), "bbox of 3": dict(annotations=[_ann(bbox=[5, 5, 10])]),
     "iscrowd a word": dict(annotations=[_ann(iscrowd="yes")]), "iscrowd a list": dict(annotations=[_ann(iscrowd=[1])]),
     "area a word": dict(annotations=[_ann(area="big")]),
-    "image not an object": dict(images=[3], annotations=[]), "image id a list": dict(images=_image(id=[1]), annotations=[]),
+    "image not an object": dict(images=[3], annotations=[]),
+    "image id a list": dict(images=_image(id=[1]), annotations=[]),
     "image height a string": dict(images=_image(height="40")), "image height negative": dict(images=_image(height=-40)),
     "image height fractional": dict(images=_image(height=40.5)),
     "image 100000 x 100000": dict(images=_image(height=big, width=big), annotations=[]),
     "image file name escapes the root": dict(images=_image(file_name="../../etc/passwd"), annotations=[]),
     "image file name absolute": dict(images=_image(file_name="/etc/passwd"), annotations=[]),
     "image file name a number": dict(images=_image(file_name=5), annotations=[]),
-    "category not an object": dict(categories=["cat"]), "category id a list": dict(categories=[{"id": [1], "name": "c"}]),
+    "category not an object": dict(categories=["cat"]),
+    "category id a list": dict(categories=[{"id": [1], "name": "c"}]),
     "annotations not a list": dict(annotations={"1": _ann()}),
 }
 for what, kwargs in field_cases.items():
     case(f"coco field: {what}", lambda t, kw=kwargs: _coco(t, **kw))
 for what in ("annotation not an object", "annotation id a list", "image 100000 x 100000", "iscrowd a word"):
-    case(f"coco field (skip mode): {what}", lambda t, kw=field_cases[what]: _coco(t, on_error="skip", **kw), _skipped_one)
-case("lvis: coco_url a number", lambda t: _coco(t, images=[{"id": 1, "coco_url": 5, "height": H, "width": W}], lvis=True))
+    case(f"coco field (skip mode): {what}", lambda t, kw=field_cases[what]: _coco(t, on_error="skip", **kw),
+         _skipped_one)
+case("lvis: coco_url a number",
+     lambda t: _coco(t, images=[{"id": 1, "coco_url": 5, "height": H, "width": W}], lvis=True))
 case("lvis: no file name", lambda t: _coco(t, images=[{"id": 1, "height": H, "width": W}], lvis=True))
 file_cases = {
     "top level a list": b"[]", "truncated": b'{"images": [{"id": 1, "file_na', "empty": b"",
@@ -183,7 +190,8 @@ def _vg(tmp: Path, *, regions=None, image_data=None, split_ids=None, graphs=None
 
     write_image(tmp / "VG_100K" / "1.jpg", H, W)
     (tmp / "image_data.json").write_text(json.dumps(
-        [{"image_id": 1, "width": W, "height": H, "url": "https://x/VG_100K/1.jpg"}] if image_data is None else image_data))
+        [{"image_id": 1, "width": W, "height": H, "url": "https://x/VG_100K/1.jpg"}]
+        if image_data is None else image_data))
     region = {"region_id": 10, "image_id": 1, "phrase": "a car", "x": 5, "y": 5, "width": 20, "height": 10}
     (tmp / "region_descriptions.json").write_text(json.dumps(
         [{"id": 1, "regions": [region]}] if regions is None else regions))
@@ -303,7 +311,8 @@ def _mghq(tmp: Path, **changes):
 
 
 mg_cases = {
-    "gt_mask_pool a number": dict(gt_mask_pool=3), "RLE size strings": dict(gt_mask_pool=[{"size": ["a", "b"], "counts": ""}]),
+    "gt_mask_pool a number": dict(gt_mask_pool=3),
+    "RLE size strings": dict(gt_mask_pool=[{"size": ["a", "b"], "counts": ""}]),
     "image escapes the root": dict(image="../../a.jpg"),
     "RLE counts garbage": dict(gt_mask_pool=[{"size": [H, W], "counts": "\x01zz"}]),
     "RLE 100000 x 100000": dict(gt_mask_pool=[{"size": [big, big], "counts": [0, big * big]}], mask_pool=[]),
@@ -330,7 +339,8 @@ def _refcoco(tmp: Path, *, ref=None, image=None, refs=None):
 
 ref_cases = {
     "ref_id a list": dict(ref={"ref_id": [0]}), "image_id a list": dict(ref={"image_id": [1]}),
-    "ann_id a list": dict(ref={"ann_id": [1]}), "image entry without height": dict(image={"id": 1, "file_name": "a.jpg"}),
+    "ann_id a list": dict(ref={"ann_id": [1]}),
+    "image entry without height": dict(image={"id": 1, "file_name": "a.jpg"}),
     "refs an object": dict(refs={"ref_id": 0}), "sentences a string": dict(ref={"sentences": "the cat"}),
 }
 for what, kwargs in ref_cases.items():
@@ -380,8 +390,10 @@ regions_cases = {
     "ids a string": lambda t: _regions(ids="ab"), "ids a dict": lambda t: _regions(ids={1: 0, 2: 0}),
     "scores words": lambda t: _regions(scores=["a", "b"]), "scores of one": lambda t: _regions(scores=[1.0]),
     "boxes None": lambda t: _regions(boxes_xyxy=None), "boxes NaN": lambda t: _regions(boxes_xyxy=[[0, 0, nan, 1]]),
-    "boxes a string": lambda t: _regions(boxes_xyxy="abcd"), "boxes ragged": lambda t: _regions(boxes_xyxy=[[0, 0, 1], [1]]),
-    "image_size a string": lambda t: _regions(image_size="ab"), "image_size zero": lambda t: _regions(image_size=(0, 5)),
+    "boxes a string": lambda t: _regions(boxes_xyxy="abcd"),
+    "boxes ragged": lambda t: _regions(boxes_xyxy=[[0, 0, 1], [1]]),
+    "image_size a string": lambda t: _regions(image_size="ab"),
+    "image_size zero": lambda t: _regions(image_size=(0, 5)),
     "data a number": lambda t: _regions(data=5), "data value a number": lambda t: _regions(data={"x": 5}),
     "data value a string": lambda t: _regions(data={"x": "ab"}),
     "masks_rle of another size": lambda t: _masks_of(masks_rle=[rle_of(rect_mask(H + 1, W, 0, 0, 5, 5))] * 2),
@@ -389,7 +401,8 @@ regions_cases = {
     "masks_rle counts of a larger mask": lambda t: _masks_of(masks_rle=[rle_cases["counts of a larger mask"]] * 2),
     "masks_rle counts garbage": lambda t: _masks_of(masks_rle=[{"size": [H, W], "counts": "\x05\x06"}] * 2),
     "index out of range": lambda t: _regions()[5], "index a word": lambda t: _regions()["a"],
-    "index a float": lambda t: _regions()[1.5], "bool index of the wrong length": lambda t: _regions()[np.array([True])],
+    "index a float": lambda t: _regions()[1.5],
+    "bool index of the wrong length": lambda t: _regions()[np.array([True])],
 }
 
 
@@ -524,8 +537,10 @@ image_cases = {
     "a text file": lambda t: (t / "a.png").write_text("not an image") and _load(t / "a.png"),
     "array of objects": lambda t: _to_rgb(np.array([[object()]])), "a string": lambda t: _to_rgb("abc"),
     "bool array": lambda t: _to_rgb(np.ones((4, 4), bool)), "int64 array": lambda t: _to_rgb(np.ones((4, 4), np.int64)),
-    "empty array": lambda t: _to_rgb(np.zeros((0, 0, 3), np.uint8)), "two channels": lambda t: _to_rgb(np.zeros((4, 4, 2))),
-    "float NaN array": lambda t: _to_rgb(np.full((4, 4), nan)), "complex array": lambda t: _to_rgb(np.ones((4, 4), complex)),
+    "empty array": lambda t: _to_rgb(np.zeros((0, 0, 3), np.uint8)),
+    "two channels": lambda t: _to_rgb(np.zeros((4, 4, 2))),
+    "float NaN array": lambda t: _to_rgb(np.full((4, 4), nan)),
+    "complex array": lambda t: _to_rgb(np.ones((4, 4), complex)),
     "image_size_of None": lambda t: __import__("regionlib.images", fromlist=["x"]).image_size_of(None),
 }
 for what, fn in image_cases.items():
@@ -539,7 +554,8 @@ def _record_size_mismatch(t: Path):
     from regionlib.regions import Regions
 
     write_image(t / "a.jpg", H, W)
-    return ImageRecord(image_id=1, image_path=t / "a.jpg", image_size=(H + 1, W), regions=Regions.empty((H + 1, W))).load_image()
+    record = ImageRecord(image_id=1, image_path=t / "a.jpg", image_size=(H + 1, W), regions=Regions.empty((H + 1, W)))
+    return record.load_image()
 
 
 case("images: record whose file disagrees with its size", _record_size_mismatch)
@@ -634,7 +650,8 @@ def run_case(name: str, timeout: float = 20.0) -> tuple[str, str]:
                 return recv.recv()
             except EOFError:
                 proc.join()
-                return "crash", f"child died (exit code {proc.exitcode}: signal {-proc.exitcode if proc.exitcode and proc.exitcode < 0 else '-'})"
+                signal = -proc.exitcode if proc.exitcode and proc.exitcode < 0 else "-"
+                return "crash", f"child died (exit code {proc.exitcode}: signal {signal})"
         finally:
             proc.join(5)
             if proc.is_alive():

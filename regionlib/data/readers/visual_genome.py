@@ -31,7 +31,8 @@ import numpy as np
 
 from ...errors import DataFormatError
 from ...regions import Regions
-from .base import ErrorPolicy, ImageRecord, ReadReport, checked_size, id_problem, iter_json_array, read_json, require_file
+from .base import (ErrorPolicy, ImageRecord, ReadReport, checked_size, id_problem, iter_json_array, read_json,
+                   require_file)
 
 __all__ = ["read_visual_genome", "read_vg_scene_graphs", "load_image_data", "load_densecap_split"]
 
