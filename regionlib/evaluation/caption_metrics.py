@@ -136,6 +136,7 @@ def _fast_scores(names: Sequence[str], preds: list[str], refs: list[list[str]], 
     return out
 
 
+@fast_captions.gc_paused()
 def caption_scores(predictions: Mapping, references: Mapping, *, metrics: Sequence[str] = CAPTION_METRICS[:-1],
                    backend: str = "fast", tokenize: bool = True, meteor_workers: int | None = None) -> CaptionScores:
     """Corpus and per-sample caption metrics (pycocoevalcap 1.2 definitions).
@@ -160,9 +161,10 @@ def caption_scores(predictions: Mapping, references: Mapping, *, metrics: Sequen
     ids = check_captions(predictions, references)
     preds = [predictions[k] for k in ids]
     refs = [list(references[k]) for k in ids]
-    if tokenize:  # two tokenizer passes, as COCOEvalCap tokenises its gts and res separately
-        preds = ptb.tokenize(preds)
-        refs = ptb_tokenize(refs)
+    if tokenize:  # two tokenizer calls, as COCOEvalCap tokenises its gts and res separately
+        preds, flat = ptb.tokenize_groups([preds, [r for rs in refs for r in rs]])
+        bounds = np.cumsum([0, *map(len, refs)])
+        refs = [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     names = [m for m in metrics if m != "SPICE"]
     scored = (_fast_scores(names, preds, refs, meteor_workers) if backend == "fast"
               else _reference_scores(names, preds, refs))

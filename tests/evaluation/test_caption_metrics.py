@@ -129,7 +129,7 @@ def test_single_image_cider_is_zero_with_an_explanation():
 def test_no_java_is_a_clear_error_only_when_java_is_needed(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(JavaUnavailable, match="java was not found"):
-        caption_scores({"a": "x (y)", "b": "z"}, {"a": ["x y"], "b": ["z"]}, metrics=["BLEU-4"])  # Java fallback
+        caption_scores({"a": "x & y", "b": "z"}, {"a": ["x y"], "b": ["z"]}, metrics=["BLEU-4"])  # Java fallback
     with pytest.raises(JavaUnavailable, match="java was not found"):
         caption_scores({"a": "x y", "b": "z"}, {"a": ["x y"], "b": ["z"]}, metrics=["METEOR"])
     # captions inside the in-process tokenizer's set and pre-tokenised text need no Java for the fast metrics
