@@ -96,13 +96,13 @@ def _load(root, policy: ErrorPolicy) -> tuple[dict, dict]:
 
 
 def read_dlc_bench(root: str | Path, *, on_error: str = "raise", report: ReadReport | None = None,
-                   check_images: bool = True) -> Iterator[ImageRecord]:
+                   check_images: bool = True, max_pixels: int | None = None) -> Iterator[ImageRecord]:
     """One record per image; only annotations with questions (others are reported)."""
     policy = ErrorPolicy(on_error, report)
     ann_dir = dlc_bench_dir(root)
     questions, names = _load(root, policy)
     coco = read_coco(ann_dir / "annotations.json", ann_dir / "images", on_error=on_error, report=policy.report,
-                     check_images=check_images)
+                     check_images=check_images, max_pixels=max_pixels)
     return _records(coco, questions, names, ann_dir, policy)
 
 
