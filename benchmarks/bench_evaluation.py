@@ -1,14 +1,21 @@
-"""Caption-metric fast path vs. pycocoevalcap's scorers on the same tokens (issue 4/6).
+"""Caption evaluation end to end: regionlib vs. pycocoevalcap 1.2 on the same raw text (issue 12).
 
-Per-sample CIDEr-D, BLEU-1..4 and ROUGE-L on N regions x 3 references of real text: every
-caption is one or two sentences of DAM's DLC-Bench descriptions (the reference data), drawn at
-random and lower-cased without punctuation, as the PTB tokenizer would leave them. Each fast
-function and its pycocoevalcap counterpart run side by side in one process on the same input.
-The fast path runs three times: ``fast_first_s`` is its first (cold) call, ``fast_s`` the best of
-the three; pycocoevalcap runs once (``baseline_s``). Rows give ``ratio`` = baseline_s / fast_s,
-``ratio_first`` = baseline_s / fast_first_s and the largest absolute difference of the
-per-sample scores. ``--regions`` sets N (default 20,000; ``--quick``: 2,000); ``--out`` writes
-the rows as JSON.
+N regions x 3 references of real text: each caption is one or two sentences of DAM's DLC-Bench
+descriptions (the reference data) as written — capitals, commas, periods, slashes, quotes —
+drawn at random. Side by side in one process:
+
+* **baseline** — what ``COCOEvalCap`` does: pycocoevalcap's ``PTBTokenizer`` (Java) on the
+  references and on the predictions, then its ``Bleu(4)``, ``Rouge``, ``Cider`` (and ``Meteor``);
+* **regionlib** — ``caption_scores(predictions, references, metrics=...)`` with its defaults
+  (in-process PTB tokenizer with Java fallback, fast BLEU / ROUGE-L / CIDEr-D with shared
+  n-grams, METEOR in parallel worker processes).
+
+Rows: the end-to-end time without and with METEOR (regionlib's best of two runs and its first
+run; METEOR runs once each side), then each stage on its own; ``ratio`` = baseline_s / fast_s and
+``max_abs_diff`` the largest difference of the per-sample scores of every metric (0 means
+identical numbers). Each row also records the machine: CPU model, CPU / thread counts, the BLAS
+kernel numpy uses, the load average before and after. ``--regions`` sets N (default 20,000;
+``--quick``: 2,000); ``--no-meteor`` skips the METEOR rows; ``--out`` writes the rows as JSON.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import sys
 import time
@@ -26,24 +34,49 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 REFERENCE = Path(os.environ.get("REGIONLIB_REFERENCE_DATA", ROOT.parent / "shared" / "reference-data"))
+METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr")
 
 
-def corpus(n: int, seed: int = 0) -> tuple[list[str], list[list[str]]]:
-    """``n`` candidate captions and ``n`` x 3 references built from the DAM descriptions' sentences."""
+def corpus(n: int, seed: int = 0) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """``n`` predictions and ``n`` x 3 references (id -> text) from the DAM descriptions' sentences, as written."""
     texts = []
     for name in ("dam_3b_v1.json", "dam_3b_joint_v1.json"):
         path = REFERENCE / "dlc_bench" / name
         if not path.exists():
             raise SystemExit(f"reference data not found at {path} (set REGIONLIB_REFERENCE_DATA)")
         texts += json.loads(path.read_text()).values()
-    sentences = [" ".join(re.findall(r"[a-z0-9']+", s.lower())) for t in texts for s in t.split(".")]
-    sentences = [s for s in sentences if s]
+    sentences = [s.strip() for t in texts for s in re.split(r"(?<=[.!?])\s+", t) if s.strip()]
     rng = np.random.default_rng(seed)
 
     def caption() -> str:
         return " ".join(sentences[i] for i in rng.integers(0, len(sentences), rng.integers(1, 3)))
 
-    return [caption() for _ in range(n)], [[caption() for _ in range(3)] for _ in range(n)]
+    ids = [str(i) for i in range(n)]
+    return {i: caption() for i in ids}, {i: [caption() for _ in range(3)] for i in ids}
+
+
+def machine() -> dict:
+    """CPU model, CPU and thread counts, numpy's BLAS kernel, load average (1, 5, 15 min)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    blas = {}
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = next(({"blas": i.get("internal_api"), "blas_kernel": i.get("architecture"),
+                      "blas_threads": i.get("num_threads")} for i in threadpool_info() if i.get("user_api") == "blas"),
+                    {})
+    except ImportError:
+        config = np.show_config(mode="dicts") if hasattr(np, "show_config") else {}
+        info = config.get("Build Dependencies", {}).get("blas", {}) if isinstance(config, dict) else {}
+        blas = {"blas": info.get("name"), "blas_kernel": None, "blas_threads": None}
+    return {"cpu_model": cpu, "cpus": os.cpu_count(), "threads": len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity") else os.cpu_count(), **blas,
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def timed(fn):
@@ -52,38 +85,104 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-def main(argv=None) -> list[dict]:
+def reference_pipeline(preds: dict, refs: dict, meteor: bool) -> tuple[dict, dict]:
+    """COCOEvalCap's steps: PTBTokenizer on gts and on res, then the scorers -> (scores, stage times)."""
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
     from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-    from regionlib.evaluation.fast_captions import bleu, cider_d, rouge_l
+    times, out = {}, {}
+    t = time.perf_counter()
+    gts = PTBTokenizer().tokenize({k: [{"caption": c} for c in v] for k, v in refs.items()})
+    res = PTBTokenizer().tokenize({k: [{"caption": preds[k]}] for k in refs})
+    times["tokenise"] = time.perf_counter() - t
+    (c, s), times["BLEU-1..4"] = timed(lambda: Bleu(4).compute_score(gts, res, verbose=0))
+    out.update({f"BLEU-{k + 1}": np.asarray(s[k]) for k in range(4)})
+    (c, s), times["ROUGE-L"] = timed(lambda: Rouge().compute_score(gts, res))
+    out["ROUGE-L"] = np.asarray(s)
+    (c, s), times["CIDEr-D"] = timed(lambda: Cider().compute_score(gts, res))
+    out["CIDEr"] = np.asarray(s)
+    if meteor:
+        (c, s), times["METEOR"] = timed(lambda: Meteor().compute_score(gts, res))
+        out["METEOR"] = np.asarray(s)
+    return out, times
+
+
+def regionlib_stages(preds: dict, refs: dict, meteor: bool) -> dict:
+    """regionlib's stages on their own (same inputs): tokeniser, then each metric on its tokens."""
+    from regionlib.evaluation import fast_captions, ptb
+    from regionlib.evaluation.meteor import meteor_scores
+
+    ids = list(refs)
+    (p, flat), times = timed(lambda: ptb.tokenize_groups([[preds[k] for k in ids], [c for k in ids for c in refs[k]]]))
+    times = {"tokenise": times}
+    r = [flat[3 * k:3 * k + 3] for k in range(len(ids))]
+    _, times["BLEU-1..4"] = timed(lambda: fast_captions.bleu(p, r))
+    _, times["ROUGE-L"] = timed(lambda: fast_captions.rouge_l(p, r))
+    _, times["CIDEr-D"] = timed(lambda: fast_captions.cider_d(p, r))
+    _, times["BLEU-1..4 + CIDEr-D (n-grams once)"] = timed(
+        lambda: (lambda ng: (fast_captions.bleu(p, r, ngrams=ng), fast_captions.cider_d(p, r, ngrams=ng)))(
+            fast_captions.count_ngrams(p, r)))
+    if meteor:
+        _, times["METEOR"] = timed(lambda: meteor_scores(p, r))
+    return times
+
+
+def max_diff(ours, theirs: dict) -> dict:
+    """``max_abs_diff`` (over all metrics) and ``max_abs_diff_per_metric`` of the per-sample scores (0.0: identical)."""
+    per = {m: float(np.abs(ours.per_sample[m] - theirs[m]).max()) for m in theirs}
+    return {"max_abs_diff": max(per.values()), "max_abs_diff_per_metric": per}
+
+
+def main(argv=None) -> list[dict]:
+    from regionlib.evaluation.caption_metrics import caption_scores
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--regions", type=int, default=20000)
     parser.add_argument("--quick", action="store_true", help="2,000 regions")
+    parser.add_argument("--no-meteor", action="store_true", help="skip the METEOR rows")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     n = 2000 if args.quick else args.regions
+    meteor = not args.no_meteor
     preds, refs = corpus(n)
-    gts = {i: r for i, r in enumerate(refs)}
-    res = {i: [p] for i, p in enumerate(preds)}
+    before = machine()
     rows = []
-    for name, fast, reference in [
-        ("CIDEr-D", lambda: cider_d(preds, refs)[1], lambda: np.asarray(Cider().compute_score(gts, res)[1])),
-        ("BLEU-1..4", lambda: bleu(preds, refs)[1], lambda: np.asarray(Bleu(4).compute_score(gts, res, verbose=0)[1])),
-        ("ROUGE-L", lambda: rouge_l(preds, refs)[1], lambda: np.asarray(Rouge().compute_score(gts, res)[1])),
-    ]:
-        ours, fast_first_s = timed(fast)
-        fast_s = min(fast_first_s, *(timed(fast)[1] for _ in range(2)))
-        theirs, baseline_s = timed(reference)
-        diff = float(np.abs(ours - theirs).max())
-        rows.append({"what": f"per-sample {name}, {n} regions x 3 refs", "baseline": "pycocoevalcap 1.2",
-                     "fast_s": fast_s, "fast_first_s": fast_first_s, "baseline_s": baseline_s,
-                     "ratio": baseline_s / fast_s, "ratio_first": baseline_s / fast_first_s, "max_abs_diff": diff})
-        print(f"{name}: {baseline_s / fast_s:.1f}x (best of 3 {fast_s:.2f} s, first call {fast_first_s:.2f} s "
-              f"= {baseline_s / fast_first_s:.1f}x; pycocoevalcap {baseline_s:.2f} s), max |diff| {diff:.2e}",
+    what = f"{n} regions x 3 refs, raw text"
+
+    def row(name, fast_s, baseline_s, **extra):
+        rows.append({"what": f"{name}, {what}", "baseline": "pycocoevalcap 1.2 (PTBTokenizer + scorers)",
+                     "fast_s": fast_s, "baseline_s": baseline_s, "ratio": baseline_s / fast_s, **extra})
+        r = rows[-1]
+        print(f"{name}: {r['ratio']:.1f}x (regionlib {fast_s:.2f} s, pycocoevalcap {baseline_s:.2f} s)"
+              + "".join(f", {k} {v:.3g}" if isinstance(v, float) else f", {k} {v}" for k, v in extra.items()
+                        if k != "max_abs_diff_per_metric")
+              + (f"\n    per-sample max |diff|: {extra['max_abs_diff_per_metric']}" if "max_abs_diff_per_metric" in extra
+                 else ""),
               flush=True)
+
+    theirs, base_times = reference_pipeline(preds, refs, meteor)
+    base_fast = sum(v for k, v in base_times.items() if k != "METEOR")
+    ours, first_s = timed(lambda: caption_scores(preds, refs, metrics=METRICS))
+    best_s = min(first_s, timed(lambda: caption_scores(preds, refs, metrics=METRICS))[1])
+    row("end to end: tokenise + BLEU-1..4 + ROUGE-L + CIDEr-D", best_s, base_fast, fast_first_s=first_s,
+        ratio_first=base_fast / first_s, **max_diff(ours, {m: theirs[m] for m in METRICS}), goal=">= 20x")
+    if meteor:
+        ours_m, m_s = timed(lambda: caption_scores(preds, refs, metrics=(*METRICS, "METEOR")))
+        row("end to end with METEOR", m_s, sum(base_times.values()), **max_diff(ours_m, theirs), goal=">= 4x")
+    for stage, s in regionlib_stages(preds, refs, meteor).items():
+        base = (base_times["BLEU-1..4"] + base_times["CIDEr-D"] if stage.startswith("BLEU-1..4 +")
+                else base_times[stage])
+        row(f"stage {stage}", s, base)
+    after = machine()
+    for r in rows:
+        r.update({k: v for k, v in before.items() if k != "load_average"},
+                 load_average_before=before["load_average"], load_average_after=after["load_average"])
+    print(f"machine: {before['cpu_model']}, {before['cpus']} CPUs, {before['threads']} threads, BLAS "
+          f"{before.get('blas')} ({before.get('blas_kernel')}, {before.get('blas_threads')} threads), load "
+          f"{before['load_average']} -> {after['load_average']}", flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=2))
