@@ -2,8 +2,9 @@
 
 * `evaluate` / ``python -m regionlib.evaluation`` — one entry point over every metric (`api`,
   file formats in `formats`);
-* `caption_metrics` (pycocoevalcap 1.2 reference backend) and `fast_captions` (in-process BLEU,
-  ROUGE-L, CIDEr-D with parity to 1e-9);
+* `caption_metrics` (pycocoevalcap 1.2's numbers) over `ptb` (its PTB tokens, in process where
+  proven, Java otherwise), `fast_captions` (in-process BLEU, ROUGE-L, CIDEr-D) and `meteor`
+  (parallel METEOR); `table` — every score as tidy rows (id, method, metric, value);
 * `content` — SCA's Noun / Verb recall, Osprey's semantic similarity / IoU, CAPTURE;
 * `segmentation` — PQ (panopticapi), gIoU / cIoU / N-acc / T-acc (gRefCOCO);
 * `judges` — LLM judges with a persistent answer cache (HTTP, local transformers, rules) and a
