@@ -3,7 +3,7 @@
 Local (RegionWorld's unlabeled pool, a captioner trained by ``ray_jobs/train.py``):
     python ray_jobs/self_label.py --regionworld 200 --checkpoint outputs/runs/dam/checkpoint_000003 \\
         --out outputs/self_labels --actors 2
-Cluster (SAM proposals on a directory of photographs, GPU actors):
+Cluster (class-agnostic SAM proposals on a directory of photographs, GPU actors):
     ray job submit --working-dir . -- python ray_jobs/self_label.py --images /data/sa1b/images \\
         --proposals sam --sam-preset vit_h --sam-checkpoint /ckpt/sam_vit_h_4b8939.pth \\
         --captioner /ckpt/dam_regionlib --actors 16 --gpus-per-actor 1 --out /shared/self_labels
@@ -27,16 +27,37 @@ Three stages (``--stage``):
   shards, the lowest ``--drop-fraction`` of phrases over the whole dataset is dropped
   (`drop_lowest_fraction`) into ``filtered.jsonl``.
 
-Stage 2, per image: region proposals (``regionworld``: the generator's own instance masks and class
-names, standing in for DAM's detector; ``sam``: class-agnostic `SamAutomaticMaskGenerator`
-masks with SAM's predicted IoU) -> a description of every proposal by the trained captioner ->
-confidences (caption mean log-probability per token, SAM's predicted IoU, detector score when
-the source has one) -> `regionlib.selflabel.passes_thresholds` -> at most ``--max-per-image``
-regions per image, of different classes (`select_per_image`) -> JSON-lines shards (one record
-per kept region: id ``"{image_id}_{k}"``, class, caption, box, COCO-RLE mask, confidences, and
-where the image comes from) with a checksummed manifest. A rerun skips finished shards; a
-worker that dies mid-shard leaves no partial file and its shard is recomputed, so no record is
-lost or duplicated. Read the output with `regionlib.shards.read_jsonl_shards`.
+Stage 2 (REFERENCE §2), per image: category proposals (``--detector PATH``: OWLv2 boxes of
+``--classes`` — default the COCO file's categories or RegionWorld's shapes — through transformers'
+``Owlv2ForObjectDetection`` + ``Owlv2Processor``, class-wise NMS, ``--max-detections``; ``--proposals
+boxes``: the COCO / RegionWorld annotations' boxes; ``regionworld``: the annotations' own masks and
+class names, standing in for the detector; ``sam``: class-agnostic `SamAutomaticMaskGenerator` masks)
+-> SAM masks for the boxes (box prompts, SAM's predicted IoU kept; ``--sam-preset`` /
+``--sam-checkpoint``) -> a description of every region by the stage-1 captioner *given its class
+name* (`regionlib.selflabel.stage2.describe_given_class`: ``--candidates`` descriptions re-ranked by
+the captioner's score of the class-prefixed text, the prefix never in the label) -> confidences:
+the detector's class score (``--min-detector``), SAM's predicted IoU (``--min-predicted-iou``), the
+caption's class-conditioned mean log-probability per token (``--min-logprob``) and the CLIP / SigLIP
+cosine similarity of the region crop and the caption (``--clip PATH``, ``--min-similarity``) ->
+`regionlib.selflabel.filter_proposals` -> at most ``--max-per-image`` regions per image, of
+different classes (`select_per_image`) -> JSON-lines shards, one training triplet per kept region:
+id ``"{image_id}_{k}"``, class, caption, box, COCO-RLE mask, image size, confidences, and where the
+image comes from (``image.path``, or ``image.regionworld`` seeds), which
+`regionlib.training.tasks.self_labeled_regions` reads directly (so label -> retrain -> relabel runs
+on a folder of images or a COCO file). COCO crowd annotations (``iscrowd=1``) are never objects:
+not proposals, not stage-1 regions, and a detector / SAM proposal lying mostly inside one is dropped.
+
+Each finished shard appends one line to the manifest (`regionlib.shards`). A rerun skips finished
+shards; a worker that dies mid-shard leaves no partial file and its shard is recomputed, so no record
+is lost or duplicated. Read the output with `regionlib.shards.read_jsonl_shards` (each shard verified
+as it is read).
+
+Example (a folder of photographs, all checkpoints from paths)::
+
+    python ray_jobs/self_label.py --images /data/photos --detector /ckpt/owlv2-base-patch16-ensemble \
+        --classes @classes.txt --sam-preset vit_h --sam-checkpoint /ckpt/sam_vit_h_4b8939.pth \
+        --clip /ckpt/siglip-so400m --min-similarity 0.1 --checkpoint outputs/runs/dam/checkpoint_000003 \
+        --out outputs/self_labels
 """
 
 from __future__ import annotations
@@ -51,7 +72,7 @@ from ..errors import ConfigError
 from ..shards import ShardedWriter, plan_shards
 from .stages import filter_phrases, image_source, make_label_work
 
-__all__ = ["parse_args", "main"]
+__all__ = ["parse_args", "job_config", "main"]
 
 
 def parse_args(argv=None):
@@ -68,8 +89,21 @@ def parse_args(argv=None):
     model.add_argument("--checkpoint", help="a ray_jobs/train.py checkpoint directory")
     model.add_argument("--captioner", help="a RegionModel.save_pretrained directory")
     model.add_argument("--preset", help="a model preset, random init (smoke tests only)")
-    p.add_argument("--proposals", choices=["regionworld", "sam"], default=None,
-                   help="default: the annotations when there are any, else sam")
+    p.add_argument("--proposals", choices=["regionworld", "boxes", "detector", "sam"], default=None,
+                   help="regionworld: the annotations' masks; boxes: SAM masks for the annotations' boxes; detector: "
+                        "SAM masks for OWLv2 boxes (--detector); sam: automatic masks. Default: detector with "
+                        "--detector, else the annotations when there are any, else sam")
+    p.add_argument("--detector", help="OWLv2 checkpoint directory (Owlv2ForObjectDetection + Owlv2Processor)")
+    p.add_argument("--classes", help="detector class names: comma-separated, or @FILE with one per line "
+                                     "(default: the COCO file's categories, or RegionWorld's shapes)")
+    p.add_argument("--max-detections", type=int, default=16, help="detector boxes per image (after class-wise NMS)")
+    p.add_argument("--nms-iou", type=float, default=0.5)
+    p.add_argument("--min-detector", type=float, default=0.1, help="minimum detector class score")
+    p.add_argument("--clip", help="CLIP / SigLIP checkpoint directory for the crop-text similarity filter")
+    p.add_argument("--min-similarity", type=float, default=None, help="minimum crop-caption cosine similarity (--clip)")
+    p.add_argument("--candidates", type=int, default=4,
+                   help="descriptions proposed per region and re-ranked given its class name (1: greedy only)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed of the extra candidates")
     p.add_argument("--sam-preset", default="tiny")
     p.add_argument("--sam-checkpoint", default=None)
     p.add_argument("--points-per-side", type=int, default=16)
@@ -99,12 +133,44 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> dict:
+def _classes(args) -> list[str] | None:
+    """Detector class names: --classes, else the COCO file's categories, else RegionWorld's shapes."""
+    if args.classes:
+        text = Path(args.classes[1:]).read_text() if args.classes.startswith("@") else args.classes.replace(",", "\n")
+        names = [c.strip() for c in text.splitlines() if c.strip()]
+    elif args.coco:
+        from ..evaluation.formats import read_json
+
+        names = [str(c["name"]) for c in sorted(read_json(args.coco).get("categories", []), key=lambda c: c["id"])]
+    elif args.regionworld:
+        from ..data.grammar import SHAPES
+
+        names = list(SHAPES)
+    else:
+        return None
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(f"detector classes must be distinct non-empty names, got {names[:10]}")
+    return names
+
+
+def job_config(argv=None) -> tuple:
+    """``(args, config, run_config)`` of a command line, checked: ``config`` (what is computed) goes into
+    the manifest; ``run_config`` adds where to reach things (what `LabelWorker` is built from)."""
     args = parse_args(argv)
     annotated = bool(args.regionworld or args.coco)
-    proposals = args.proposals or ("regionworld" if annotated else "sam")
-    if proposals == "regionworld" and not annotated:
-        raise ConfigError("--proposals regionworld needs annotated images (--regionworld N or --coco); use sam")
+    proposals = args.proposals or ("detector" if args.detector else "regionworld" if annotated else "sam")
+    if proposals in ("regionworld", "boxes") and not annotated:
+        raise ConfigError(f"--proposals {proposals} needs annotated images (--regionworld N or --coco); "
+                          "use --detector or --proposals sam")
+    if proposals == "detector" and not args.detector:
+        raise ConfigError("--proposals detector needs --detector PATH (an OWLv2 checkpoint directory)")
+    classes = _classes(args) if proposals == "detector" else None
+    if proposals == "detector" and not classes:
+        raise ConfigError("--detector needs class names: --classes a,b,c (or --coco, whose categories are used)")
+    if args.min_similarity is not None and not args.clip:
+        raise ConfigError("--min-similarity needs --clip PATH (a CLIP / SigLIP checkpoint)")
+    if args.candidates < 1 or args.max_detections < 1:
+        raise ConfigError("--candidates and --max-detections must be positive")
     if args.coco and not args.images:
         raise ConfigError("--coco needs --images (the image directory the annotations refer to)")
     needs_captioner = args.stage == "describe" or (args.stage == "phrases" and args.similarity == "captioner")
@@ -133,19 +199,29 @@ def main(argv=None) -> dict:
               "min_predicted_iou": args.min_predicted_iou, "max_per_image": args.max_per_image,
               "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "shard_size": args.shard_size,
               "vlm": args.vlm if args.stage == "keywords" else None, "vlm_model": args.vlm_model,
-              "vlm_max_tokens": args.vlm_max_tokens, "similarity": args.similarity, "spacy": args.spacy}
-    writer = ShardedWriter(args.out, kind=f"self_labels:{args.stage}", config=config, suffix=".jsonl")
-    ids, _ = image_source(config)
-    specs = plan_shards(ids, args.shard_size)
+              "vlm_max_tokens": args.vlm_max_tokens, "similarity": args.similarity, "spacy": args.spacy,
+              "detector": resolve(args.detector), "classes": classes, "max_detections": args.max_detections,
+              "nms_iou": args.nms_iou, "min_detector": args.min_detector if proposals == "detector" else None,
+              "clip": resolve(args.clip), "min_similarity": args.min_similarity, "candidates": args.candidates,
+              "seed": args.seed}
     cache = args.cache or str(args.out.resolve() / "answers.sqlite")
     run_config = dict(config, gpus_per_actor=args.gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
                       fail_shard=args.fail_shard,
                       fail_marker=args.fail_marker, vlm_url=args.vlm_url, vlm_concurrency=args.vlm_concurrency,
                       cache=cache)  # not part of the manifest's config: where to reach things, not what to compute
+    return args, config, run_config
+
+
+def main(argv=None) -> dict:
+    args, config, run_config = job_config(argv)
+    writer = ShardedWriter(args.out, kind=f"self_labels:{args.stage}", config=config, suffix=".jsonl")
+    ids, _ = image_source(config)
+    specs = plan_shards(ids, args.shard_size)
     init_ray(args.address)
     t0 = time.perf_counter()
     stats = run_shards(writer, specs, make_label_work(run_config), actors=args.actors,
                        num_cpus=args.cpus_per_actor, num_gpus=args.gpus_per_actor)
+    writer.compact()  # the per-shard manifest log folded into manifest.json, once
     if args.stage == "phrases":
         stats.update(filter_phrases(args.out, args.drop_fraction))
     stats["seconds"] = round(time.perf_counter() - t0, 2)

@@ -37,6 +37,7 @@ __all__ = [
     "Proposal",
     "ConfidenceThresholds",
     "passes_thresholds",
+    "filter_proposals",
     "select_per_image",
     "noun_phrases",
     "spacy_pipeline",
@@ -115,6 +116,22 @@ def passes_thresholds(proposal: Proposal, thresholds: ConfidenceThresholds) -> b
         if value is not None and not (np.isfinite(value) and value >= minimum):
             return False
     return True
+
+
+def filter_proposals(proposals: Sequence[Proposal], thresholds: ConfidenceThresholds) -> tuple[list[Proposal], dict]:
+    """``(kept, dropped)``: the proposals passing every threshold, and per confidence the number of
+    proposals it dropped (each counted under the first threshold it fails, in field order:
+    detector, predicted_iou, logprob, similarity)."""
+    kept, dropped = [], {key: 0 for key, _ in thresholds.items()}
+    for p in proposals:
+        for key, minimum in thresholds.items():
+            value = p.scores.get(key)
+            if value is not None and not (np.isfinite(value) and value >= minimum):
+                dropped[key] += 1
+                break
+        else:
+            kept.append(p)
+    return kept, dropped
 
 
 def select_per_image(proposals: Sequence[Proposal], *, max_per_image: int = 2, rank_by: str = "predicted_iou") -> list[Proposal]:
@@ -209,21 +226,47 @@ class CLIPSimilarity:
         default_mean, default_std = NORMALISATION[family]
         self.mean, self.std = mean or default_mean, std or default_std
         self.size = int(model.config.vision_config.image_size)
+        limit = getattr(getattr(model.config, "text_config", None), "max_position_embeddings", None)
+        self.max_length = min(max_length, int(limit)) if limit else max_length
 
     @classmethod
-    def from_pretrained(cls, path: str, **kwargs) -> "CLIPSimilarity":
-        from transformers import AutoModel, AutoTokenizer
+    def from_pretrained(cls, path: str, *, device: str = "cpu", **kwargs) -> "CLIPSimilarity":
+        """A CLIP / SigLIP checkpoint directory (``AutoModel`` + ``AutoTokenizer``; the normalisation from
+        its ``AutoImageProcessor`` when it has one)."""
+        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-        return cls(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), **kwargs)
+        try:
+            model, tokenizer = AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as exc:
+            raise RegionLibError(f"--clip {path}: cannot load a CLIP / SigLIP model and tokenizer ({exc})") from exc
+        try:
+            proc = AutoImageProcessor.from_pretrained(path)
+            kwargs.setdefault("mean", list(proc.image_mean))
+            kwargs.setdefault("std", list(proc.image_std))
+        except (OSError, ValueError, AttributeError, TypeError):
+            pass  # no preprocessor config: the family's normalisation
+        return cls(model.to(device), tokenizer, **kwargs)
+
+    def paired(self, image, masks, texts: Sequence[str]) -> np.ndarray:
+        """``(N,)`` similarity of region i's crop and ``texts[i]`` (DLC-SDP stage 2's image-text filter)."""
+        batch = as_mask_batch(masks, "masks")
+        if isinstance(texts, str) or len(texts) != len(batch):
+            raise RegionLibError(f"texts must hold one string per mask ({len(batch)})")
+        img, txt = self._embed(image, batch, texts)
+        return (img * txt).sum(-1).cpu().numpy()
 
     def _features(self, out):
         return out if hasattr(out, "norm") else out.pooler_output  # transformers 5 may return model outputs
 
     def __call__(self, image, masks, phrases: Sequence[str]) -> np.ndarray:
+        img, txt = self._embed(image, as_mask_batch(masks, "masks"), phrases)
+        return (txt @ img.T).cpu().numpy()
+
+    def _embed(self, image, batch, phrases):
+        """Unit-norm image embeddings of the masks' crops ``(R, E)`` and text embeddings ``(P, E)``."""
         import torch
         import torch.nn.functional as F
 
-        batch = as_mask_batch(masks, "masks")
         crops = []
         for m in batch:
             seg = stage1_images(image, m)[1]
@@ -236,7 +279,7 @@ class CLIPSimilarity:
         with torch.no_grad():
             img = self._features(self.model.get_image_features(pixel_values=pixels.to(dev)))
             txt = self._features(self.model.get_text_features(**{k: v.to(dev) for k, v in text.items()}))
-        return (F.normalize(txt, dim=-1) @ F.normalize(img, dim=-1).T).cpu().numpy()
+        return F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
 
 
 def ground_phrases(phrases: Sequence[str], image, masks, similarity) -> tuple[np.ndarray, np.ndarray]:

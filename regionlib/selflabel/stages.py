@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ConfigError
 
 __all__ = ["load_captioner", "image_source", "LabelWorker", "make_label_work", "filter_phrases"]
@@ -90,10 +92,20 @@ class LabelWorker:
 
             self.model = load_captioner(config).to(self.device)
             self.predictor = RegionPredictor(self.model, batch_size=config["batch_size"])
-        if config["proposals"] == "sam" and config["stage"] != "keywords":
+        self.detector = self.clip = None
+        if config["proposals"] in ("sam", "boxes", "detector") and config["stage"] != "keywords":
             from ..sam import SamSegmenter, build_sam
 
             self.segmenter = SamSegmenter(build_sam(config["sam_preset"], checkpoint=config["sam_checkpoint"]).to(self.device))
+        if config["proposals"] == "detector" and config["stage"] != "keywords":
+            from .stage2 import OwlV2Detector
+
+            self.detector = OwlV2Detector(config["detector"], device=self.device,
+                                          max_detections=config["max_detections"], nms_iou=config["nms_iou"])
+        if config.get("clip") and config["stage"] == "describe":
+            from .filters import CLIPSimilarity
+
+            self.clip = CLIPSimilarity.from_pretrained(config["clip"], device=self.device)
         if config["stage"] == "keywords" and config["vlm"] == "openai":
             from ..evaluation.judges import OpenAICompatibleVLM
 
@@ -122,11 +134,31 @@ class LabelWorker:
 
     # ------------------------------------------------------------------ the stages
     def _proposals(self, image, regions):
-        if self.segmenter is not None:
-            return self.segmenter.propose(image, points_per_side=self.config["points_per_side"])
-        if regions is None:
-            raise ConfigError("--proposals regionworld needs annotated images (--regionworld or --coco); use --proposals sam")
-        return regions
+        """Stage-2 / phrase proposals of one image (`Regions` with masks; crowd annotations never among them).
+
+        ``regionworld``: the annotations' own masks and class names (RegionWorld's generator, or a COCO
+        file's non-crowd instances); ``boxes``: SAM masks for the annotations' boxes; ``detector``: SAM
+        masks for OWLv2's boxes of ``classes``; ``sam``: class-agnostic automatic masks. Detector and
+        SAM proposals lying mostly inside a crowd annotation are dropped (COCO's convention)."""
+        from .stage2 import crowd_masks, drop_inside_crowd, non_crowd, segment_boxes
+
+        mode = self.config["proposals"]
+        crowd = crowd_masks(regions)
+        objects = non_crowd(regions)
+        if mode in ("regionworld", "boxes") and objects is None:
+            raise ConfigError(f"--proposals {mode} needs annotated images (--regionworld or --coco); "
+                              "use --detector or --proposals sam")
+        if mode == "regionworld":
+            return objects
+        if mode == "boxes":
+            return segment_boxes(self.segmenter, image, objects) if len(objects) else objects
+        if mode == "detector":
+            props = segment_boxes(self.segmenter, image, self.detector(image, self.config["classes"]))
+        else:
+            props = self.segmenter.propose(image, points_per_side=self.config["points_per_side"])
+        if crowd is not None and len(props):
+            props = props[drop_inside_crowd(props.masks, crowd)]
+        return props
 
     def keywords(self, i) -> list[dict]:
         """DLC-SDP stage 1: a VLM expands each annotated region's class name into a detailed caption."""
@@ -134,9 +166,12 @@ class LabelWorker:
         from ..images import encode_png
         from .filters import keyword_expansion_prompt, stage1_images
 
+        from .stage2 import non_crowd
+
         image_id, image, regions, origin = self.load(i)
         if regions is None or regions.labels is None:
             raise ConfigError("--stage keywords needs class-annotated regions (--regionworld or --coco)")
+        regions = non_crowd(regions)  # a crowd annotation is not an object to describe
         if len(regions) == 0:
             return []
         if self.vlm is None:  # RegionWorld's annotator: its grammar caption of the region
@@ -154,30 +189,69 @@ class LabelWorker:
                         keyword=regions.labels[k]) for k in range(len(regions)) if captions[k]]
 
     def describe(self, i) -> list[dict]:
-        """DLC-SDP stage 2: describe proposals, filter by confidence, keep <= N per image of different classes."""
-        from .filters import ConfidenceThresholds, Proposal, passes_thresholds, select_per_image
+        """DLC-SDP stage 2 (REFERENCE §2): proposals -> masks -> descriptions given the class name ->
+        confidence filters (detector, SAM predicted IoU, caption log-probability, crop-text
+        similarity) -> at most ``max_per_image`` regions per image, of different classes."""
+        from .filters import ConfidenceThresholds, Proposal, filter_proposals, select_per_image
+        from .stage2 import describe_given_class
 
+        cfg = self.config
         image_id, image, regions, origin = self.load(i)
         regions = self._proposals(image, regions)
         if len(regions) == 0:
             return []
+        thresholds = ConfidenceThresholds(detector=cfg["min_detector"], predicted_iou=cfg["min_predicted_iou"],
+                                          logprob=cfg["min_logprob"], similarity=cfg["min_similarity"])
+        n = len(regions)
+        scores = [{} for _ in range(n)]
+        for k in range(n):
+            if "detector_score" in regions.data:
+                scores[k]["detector"] = float(regions.data["detector_score"][k])
+            if "predicted_iou" in regions.data:
+                scores[k]["predicted_iou"] = float(regions.data["predicted_iou"][k])
+        # the detector and SAM filters first: a region they drop is never captioned
+        early = ConfidenceThresholds(detector=thresholds.detector, predicted_iou=thresholds.predicted_iou,
+                                     logprob=None, similarity=None)
+        alive = np.asarray([all(np.isfinite(scores[k].get(key, 0.0)) and scores[k].get(key, minimum) >= minimum
+                                for key, minimum in early.items()) for k in range(n)], dtype=bool)
+        if not alive.any():
+            return []
+        index = np.flatnonzero(alive)
+        regions, scores = regions[alive], [scores[k] for k in index]
         self.predictor.set_image(image)
-        described = self.predictor.describe(regions, max_new_tokens=self.config["max_new_tokens"])
-        captions, logps = described.captions, described.data["caption_logprob"]
+        if regions.labels is not None:  # class names: the captioner describes the region given its class
+            captions, logps, how = describe_given_class(self.predictor, regions, regions.labels,
+                                                        candidates=cfg["candidates"],
+                                                        max_new_tokens=cfg["max_new_tokens"], seed=cfg["seed"])
+        else:  # class-agnostic proposals (SAM automatic masks)
+            described = self.predictor.describe(regions, max_new_tokens=cfg["max_new_tokens"])
+            captions, logps, how = described.captions, described.data["caption_logprob"], "none"
+        has_text = [k for k in range(len(regions)) if captions[k].strip()]
+        sims = {}
+        if self.clip is not None and has_text:
+            sim = self.clip.paired(image, regions[np.asarray(has_text, dtype=np.int64)].masks,
+                                   [captions[k] for k in has_text])
+            sims = dict(zip(has_text, sim.tolist()))
         classes = regions.labels if regions.labels is not None else [None] * len(regions)
         proposals = []
-        for k in range(len(regions)):
-            scores = {"logprob": float(logps[k])}
-            if self.segmenter is not None:
-                scores["predicted_iou"] = float(regions.scores[k])
-            proposals.append(Proposal(image_id, f"{image_id}_{k}", classes[k], captions[k], scores))
-        thresholds = ConfidenceThresholds(predicted_iou=self.config["min_predicted_iou"],
-                                          logprob=self.config["min_logprob"])
-        kept = select_per_image([p for p in proposals if passes_thresholds(p, thresholds)],
-                                max_per_image=self.config["max_per_image"],
-                                rank_by="predicted_iou" if self.segmenter is not None else "logprob")
-        return [_record(p.region_id, image_id, int(p.region_id.rsplit("_", 1)[1]), regions, p.caption, p.class_name,
-                        p.scores, origin) for p in kept]
+        for k in has_text:
+            sc = dict(scores[k], logprob=float(logps[k]))
+            if k in sims:
+                sc["similarity"] = float(sims[k])
+            proposals.append(Proposal(image_id, f"{image_id}_{int(index[k])}", classes[k], captions[k], sc))
+        passed, _ = filter_proposals(proposals, thresholds)
+        rank_by = ("detector" if cfg["proposals"] == "detector" else
+                   "predicted_iou" if "predicted_iou" in regions.data else "logprob")
+        kept = select_per_image(passed, max_per_image=cfg["max_per_image"], rank_by=rank_by)
+        local = {int(index[k]): k for k in range(len(regions))}
+        records = []
+        for p in kept:
+            original = int(p.region_id.rsplit("_", 1)[1])
+            rec = _record(p.region_id, image_id, local[original], regions, p.caption, p.class_name, p.scores, origin,
+                          proposals=cfg["proposals"], conditioning=how)
+            rec["index"] = original  # the proposal's index among the image's proposals (as in its id)
+            records.append(rec)
+        return records
 
     def phrases(self, i) -> list[dict]:
         """Seed 001: noun phrases of the image's caption, each grounded to its best-scoring proposal."""
@@ -189,7 +263,7 @@ class LabelWorker:
             if regions is None or regions.captions is None:
                 raise ConfigError(f"no caption for image {image_id!r}: pass --captions JSON for --images")
             caption = " ".join(regions.captions)
-        regions = self._proposals(image, regions)
+        regions = self._proposals(image, regions)  # never a crowd annotation
         phrases = sorted(set(noun_phrases([caption], self.nlp)[0]))
         if len(regions) == 0 or not phrases:
             return []

@@ -33,12 +33,16 @@ def _words(text: str) -> str:
 
 
 def self_labeled_regions(directory) -> list[tuple]:
-    """``ray_jobs/self_label.py`` output over RegionWorld -> ``[(image, Regions), ...]`` per labeled image.
+    """``ray_jobs/self_label.py`` output -> ``[(image, Regions), ...]`` per labeled image.
 
-    Images are regenerated from the seeds recorded with each region; masks come from the RLE.
+    Each record is a training triplet (image reference, COCO-RLE mask, caption) with its class name.
+    The image is regenerated from the seeds recorded with a RegionWorld record (``image.regionworld``)
+    or read from the file of an image-folder / COCO record (``image.path``); its size must be the
+    record's ``image_size``. Masks come from the RLE. Shards are verified as they are read.
     """
     from ..data.regionworld import SPLITS, generate_sample
     from ..errors import DataFormatError
+    from ..images import load_image
     from ..masks import decode_rle
     from ..regions import Regions
     from ..shards import read_jsonl_shards
@@ -49,12 +53,19 @@ def self_labeled_regions(directory) -> list[tuple]:
     out = []
     for image_id in sorted(by_image):
         recs = sorted(by_image[image_id], key=lambda r: r["index"])
-        origin = recs[0]["image"]
-        if "regionworld" not in origin:
-            raise DataFormatError(f"{directory}: record {recs[0]['id']} has no RegionWorld origin; "
-                                  "only RegionWorld self-labels are regenerated here")
-        seed, split, index = origin["regionworld"]
-        image = generate_sample((seed, SPLITS[split], index), split=split).image
+        origin = recs[0].get("image") or {}
+        if "regionworld" in origin:
+            seed, split, index = origin["regionworld"]
+            image = generate_sample((seed, SPLITS[split], index), split=split).image
+        elif "path" in origin:
+            image = load_image(origin["path"])
+        else:
+            raise DataFormatError(f"{directory}: record {recs[0]['id']} says neither where its image is "
+                                  "(image.path) nor how to regenerate it (image.regionworld)")
+        size = tuple(recs[0].get("image_size") or image.shape[:2])
+        if tuple(image.shape[:2]) != size:
+            raise DataFormatError(f"{directory}: record {recs[0]['id']} was labeled on a {size} image, "
+                                  f"its image {origin} is {tuple(image.shape[:2])}")
         masks = decode_rle([r["mask"] for r in recs])
         out.append((image, Regions.from_masks(masks, captions=[r["caption"] for r in recs],
                                               labels=[r["class_name"] for r in recs], ids=[r["id"] for r in recs])))
