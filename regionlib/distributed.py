@@ -1,31 +1,88 @@
 """Ray plumbing shared by the jobs in ``ray_jobs/``: starting Ray and running sharded work.
 
 `init_ray` connects to a cluster when an address is given (or ``RAY_ADDRESS`` is set, as
-under ``ray job submit``) and otherwise starts a local instance bound to 127.0.0.1 with usage
-stats off. `run_shards` maps pending shards (`regionlib.shards`) over a Ray Data actor pool:
-each actor writes whole shard files atomically; the driver records each finished shard in the
-manifest. A worker that dies mid-shard leaves no file behind and Ray retries the shard on a
-restarted actor, so no record is lost or duplicated; a rerun computes only missing shards.
+under ``ray job submit``) and otherwise starts a local instance on the loopback interface:
+the node's address is 127.0.0.1 (Ray's own switch for single-machine instances), so the GCS,
+the raylet, the workers and the dashboard / runtime-env agents listen on 127.0.0.1 only; the
+files Ray creates (the auth token, the session's logs and sockets) are private to the user and
+the session directory is not world-readable. Local start-up is made robust on a loaded machine:
+longer registration timeouts through Ray's settings, no dashboard unless asked for, and one
+retry with a clear message. Usage stats are always off; worker logs reach the driver.
+
+`run_shards` maps pending shards (`regionlib.shards`) over a Ray Data actor pool: each actor
+writes whole shard files atomically; the driver records each finished shard in the manifest. A
+worker that dies mid-shard leaves no file behind and Ray retries the shard on a restarted actor,
+so no record is lost or duplicated; a rerun computes only missing shards.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .shards import ShardedWriter, ShardSpec
 
-__all__ = ["init_ray", "run_shards"]
+__all__ = ["init_ray", "run_shards", "LOOPBACK"]
+
+log = logging.getLogger(__name__)
+
+#: The address a local instance binds to.
+LOOPBACK = "127.0.0.1"
 
 #: A shard worker: ``work(spec, shard_path) -> number of records written`` (writes the file itself).
 ShardWork = Callable[[ShardSpec, str], int]
 
 
-def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = True):
-    """Start or join Ray. Local instances bind to 127.0.0.1; usage stats are always off."""
+def _start_local(num_cpus: int | None, dashboard: bool, timeout_s: float) -> None:
+    import ray
+    from ray._private import ray_constants
+
+    # Ray's switch for single-machine instances (its default on macOS / Windows): the node's address
+    # is 127.0.0.1, so every Ray process binds to loopback. Ray reads it at import, in the driver (the
+    # module constant) and in each process it starts (the environment, inherited). The driver's own
+    # state is restored afterwards: a later connection to a cluster must not advertise 127.0.0.1.
+    saved = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    umask = os.umask(0o077)  # Ray's processes and the files they create (auth token, logs): user-only
+    try:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host=LOOPBACK,
+                 _system_config={"agent_register_timeout_ms": int(timeout_s * 1000),
+                                 "worker_register_timeout_seconds": int(timeout_s),
+                                 "gcs_server_request_timeout_seconds": int(timeout_s)})
+    finally:
+        os.umask(umask)
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved is None:
+            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+        else:
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = saved
+    session = Path(ray._private.worker._global_node.get_session_dir_path())
+    session.chmod(0o700)  # Ray makes its directories world-writable; the session's need not be
+    token = Path.home() / ".ray" / "auth_token"
+    if token.is_file() and token.stat().st_uid == os.getuid():
+        token.chmod(0o600)
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, dashboard: bool = False,
+             timeout_s: float = 120.0):
+    """Start or join Ray; returns the ``ray`` module.
+
+    Args:
+        address: a cluster to join (else ``RAY_ADDRESS``; else a local instance is started).
+        num_cpus: CPUs of a local instance (None: all of this machine's).
+        dashboard: start the dashboard of a local instance (on 127.0.0.1).
+        timeout_s: how long a local instance's processes may take to register on a loaded machine.
+
+    A local start that fails (e.g. "node timed out during startup" on a loaded machine) is retried
+    once; a second failure raises `RuntimeError` naming both causes.
+    """
     import ray
 
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -33,18 +90,26 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: 
         return ray
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=not quiet)
-    else:
-        # local workers inherit the environment: make this checkout's `regionlib` importable there
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-        if root not in paths:
-            os.environ["PYTHONPATH"] = os.pathsep.join([root, *[p for p in paths if p]])
-        ray.init(
-            address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
-            num_cpus=num_cpus, log_to_driver=not quiet,
-        )
-    ray.data.DataContext.get_current().enable_progress_bars = not quiet
+        ray.init(address=address)
+        return ray
+    # local workers inherit the environment: make this checkout's `regionlib` importable there
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *[p for p in paths if p]])
+    try:
+        _start_local(num_cpus, dashboard, timeout_s)
+    except Exception as first:  # Ray raises bare Exception / RuntimeError / ConnectionError here
+        log.warning("local Ray did not start (%s: %s); retrying once", type(first).__name__, first)
+        ray.shutdown()
+        try:
+            _start_local(num_cpus, dashboard, timeout_s)
+        except Exception as second:
+            ray.shutdown()
+            raise RuntimeError(
+                f"local Ray did not start twice (first: {type(first).__name__}: {first}; then: "
+                f"{type(second).__name__}: {second}). On a loaded machine give it more time (timeout_s) or fewer "
+                "CPUs to compete with; `ray start --head` beforehand and RAY_ADDRESS also work") from second
     return ray
 
 
