@@ -287,6 +287,7 @@ def test_timeout_bounds_the_whole_request_not_each_read(tmp_path):
     with serve_judge(RuleJudge(VOCAB), faults=Faults(trickle=0.5)) as server:
         client = OpenAICompatibleJudge(base_url=server.url, model="m", cache=tmp_path / "t", timeout=2.0,
                                        max_retries=0)
+        client.answer(["warm-up"])  # the client's first request also starts its event loop and HTTP client
         t0 = time.monotonic()
         with pytest.raises(JudgeError, match="timed out after 2 s"):
             client.ask(["hello"])

@@ -118,6 +118,8 @@ class OpenAICompatibleJudge(Judge):
         if not timeout > 0 or max_retries < 0 or backoff < 0:
             raise JudgeError(f"need timeout > 0, max_retries >= 0, backoff >= 0; "
                              f"got {timeout}, {max_retries}, {backoff}")
+        import openai  # noqa: F401  (imported here, not in the first request: its import is not request time)
+
         base = base_url.rstrip("/")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
         self.url = self.base_url + "/chat/completions"
