@@ -151,12 +151,15 @@ class OwlV2Detector:
 def segment_boxes(segmenter, image, regions):
     """SAM masks for the boxes of ``regions`` (one box prompt each, SAM's single-mask output).
 
-    Returns the regions that got a non-empty mask, with masks, ``data["predicted_iou"]`` (also
-    ``scores`` when the input had none) and the input's labels / ids / data (e.g. ``detector_score``).
+    Returns the regions (boxes at least 1 px wide and high) that got a non-empty mask, with masks,
+    ``data["predicted_iou"]`` (also ``scores`` when the input had none) and the input's labels / ids /
+    data (e.g. ``detector_score``).
     """
     from ..prompts import Prompt
     from ..regions import Regions
 
+    b = regions.boxes_xyxy
+    regions = regions[((b[:, 2] - b[:, 0]) >= 1) & ((b[:, 3] - b[:, 1]) >= 1)]  # a degenerate box prompts nothing
     if len(regions) == 0:
         return regions
     segmenter.set_image(image)

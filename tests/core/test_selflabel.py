@@ -127,3 +127,45 @@ def test_spacy_pipeline_missing_says_how_to_install():
     with pytest.raises(RegionLibError, match="not installed: pip install"):
         spacy_pipeline("xx_no_such_pipeline_sm")
     assert spacy_pipeline() is not None
+
+
+class _FakePredictor:
+    """Stands in for `RegionPredictor` to pin down `describe_given_class`'s use of it."""
+
+    def __init__(self, accepts_text_prompts: bool):
+        self.model = type("M", (), {"accepts_text_prompts": accepts_text_prompts})()
+        self.calls = []
+
+    def describe(self, regions, *, prompts=None, **kw):
+        self.calls.append(("describe", prompts))
+        return regions.with_fields(captions=[f"from {p}" for p in prompts],
+                                   data={"caption_logprob": np.full(len(regions), -1.0)})
+
+    def caption(self, regions, *, do_sample=False, seed=None, **kw):
+        self.calls.append(("caption", seed))
+        return ["a red thing", "a blue circle"] if not do_sample else ["a red square", "a blue thing"]
+
+    def score(self, regions, texts):
+        self.calls.append(("score", list(texts)))
+        # the class-prefixed text scores higher when the description names the class
+        return np.array([-0.5 if t.split(", ", 1)[0] in t.split(", ", 1)[1] else -2.0 for t in texts])
+
+
+def test_describe_given_class_puts_the_class_in_the_prompt_or_reranks_by_the_prefixed_score():
+    """Bug caught: stage 2 gave the captioner no class name. A model that takes per-region text prompts
+    gets the class in its prompt; otherwise the candidates are re-ranked by the captioner's score of the
+    class-prefixed text, and the chosen description carries no prefix."""
+    from regionlib.regions import Regions
+    from regionlib.selflabel.stage2 import class_prompt, describe_given_class
+
+    masks = np.zeros((2, 16, 16), bool)
+    masks[0, :8, :8] = masks[1, 8:, 8:] = True
+    regions = Regions.from_masks(masks, labels=["square", "circle"])
+    pred = _FakePredictor(accepts_text_prompts=True)
+    caps, logp, how = describe_given_class(pred, regions, regions.labels)
+    assert how == "prompt" and pred.calls == [("describe", [class_prompt("square"), class_prompt("circle")])]
+    assert caps == [f"from {class_prompt('square')}", f"from {class_prompt('circle')}"]
+    pred = _FakePredictor(accepts_text_prompts=False)
+    caps, logp, how = describe_given_class(pred, regions, regions.labels, candidates=2)
+    assert how == "prefix" and caps == ["a red square", "a blue circle"] and logp.tolist() == [-0.5, -0.5]
+    assert ("score", ["square, a red thing", "circle, a blue circle"]) in pred.calls
