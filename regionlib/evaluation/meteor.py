@@ -70,8 +70,9 @@ def meteor_scores(predictions: Sequence[str], references: Sequence[Sequence[str]
     equal to pycocoevalcap's ``Meteor().compute_score``.
 
     Args:
-        workers: METEOR processes (each a JVM with a 2 GB heap; default: CPUs, at most 4 and at
-            most one per 500 samples).
+        workers: METEOR processes (each a JVM with a 2 GB heap that keeps about two CPUs busy with
+            its compiler and collector threads; default: one per two CPUs, at most 4 and at most
+            one per 2,000 samples).
     """
     if len(predictions) != len(references) or not len(predictions):
         raise RegionLibError(f"need equally many predictions and reference lists (> 0), got {len(predictions)} "
@@ -79,7 +80,7 @@ def meteor_scores(predictions: Sequence[str], references: Sequence[Sequence[str]
     require_java()
     n = len(predictions)
     if workers is None:
-        workers = max(1, min(os.cpu_count() or 1, 4, n // 500))
+        workers = max(1, min((os.cpu_count() or 1) // 2, 4, n // 2000))
     lines = [" ||| ".join(("SCORE", " ||| ".join(refs), hyp.replace("|||", "").replace("  ", " ")))
              for hyp, refs in zip(predictions, references)]
     bounds = [n * k // workers for k in range(workers + 1)]
