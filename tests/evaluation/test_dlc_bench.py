@@ -125,12 +125,12 @@ class ScriptedJudge(Judge):
 
     backend = "scripted"
 
-    def __init__(self, answer, cache):
+    def __init__(self, script, cache):
         super().__init__(model="scripted", cache=cache)
-        self.answer = answer
+        self.script = script
 
     def _complete(self, prompt):
-        return self.answer(prompt)
+        return self.script(prompt)
 
 
 def test_scoring_clamping_and_unparsed_replies(tmp_path):
