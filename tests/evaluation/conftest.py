@@ -1,22 +1,9 @@
-"""Fixtures of the evaluation tests: the reference data (`reference_data`: REGIONLIB_REFERENCE_DATA,
-default ``<repo root>/../shared/reference-data``; tests skip with the reason when it is absent) and an
-isolated judge answer cache per test."""
+"""Fixtures of the evaluation tests: files of the reference data (through ``tests/conftest.py``'s
+`reference_data`, the one place that finds it) and an isolated judge answer cache per test."""
 
 import json
-import os
-from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def reference_data() -> Path:
-    """The reference-data directory (REGIONLIB_REFERENCE_DATA or ``../shared/reference-data`` beside the clone)."""
-    root = Path(os.environ.get("REGIONLIB_REFERENCE_DATA",
-                               Path(__file__).resolve().parents[2].parent / "shared" / "reference-data"))
-    if not (root / "dlc_bench").is_dir():
-        pytest.skip(f"reference data not found at {root} (set REGIONLIB_REFERENCE_DATA)")
-    return root
 
 
 @pytest.fixture(scope="session")
