@@ -40,6 +40,10 @@ demo: env
 test: env
 	$(PY) -m pytest -q tests
 
+## The tests not marked slow (a quick check while editing).
+test-fast: env
+	$(PY) -m pytest -q -m "not slow" tests
+
 bench: env
 	$(PY) benchmarks/run_all.py --out outputs/benchmarks
 

@@ -76,7 +76,7 @@ def train_config(settings: Settings, *, preset: str, seed: int, n_images: int, n
     from regionlib.training.loop import load_config
 
     cfg = load_config(None, [])
-    cfg["task"].update({"name": "regionworld-captioner", "preset": preset, "n_images": n_images, "n_val": 0,
+    cfg["task"].update({"name": "region-captioner", "preset": preset, "n_images": n_images, "n_val": 0,
                         "world_seed": settings.world_seed, "overrides": overrides, "self_labels": self_labels,
                         "max_new_tokens": settings.max_new_tokens})
     cfg["recipe"].update({"name": "sca" if preset.startswith("tiny-sca") else "dam", "lr": settings.lr,

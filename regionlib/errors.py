@@ -54,3 +54,7 @@ def check_type(value, types, name: str):
         names = types.__name__ if isinstance(types, type) else " or ".join(t.__name__ for t in types)
         raise RegionLibError(f"{name} must be {names}, got {type(value).__name__}")
     return value
+
+
+class TrainingError(RegionLibError):
+    """A training run went wrong in a way that would silently corrupt it (e.g. unsynchronised replicas)."""

@@ -345,11 +345,32 @@ def _block_fraction(batch: np.ndarray, h: int, w: int) -> np.ndarray | None:
     return None
 
 
+def _bin_matrix(n_in: int, n_out: int, device) -> torch.Tensor:
+    """``(n_out, n_in)``: row i averages adaptive pooling's bin ``[floor(i n_in / n_out), ceil((i + 1) n_in / n_out))``."""
+    i = torch.arange(n_out, device=device)
+    lo, hi = (i * n_in) // n_out, ((i + 1) * n_in + n_out - 1) // n_out
+    x = torch.arange(n_in, device=device)
+    r = ((x[None] >= lo[:, None]) & (x[None] < hi[:, None])).float()
+    return r / r.sum(1, keepdim=True)
+
+
+def _area_fraction(masks: torch.Tensor, h: int, w: int, chunk: int = 32) -> torch.Tensor:
+    """``(N, H, W)`` bool tensor -> ``(N, h, w)`` float32 on its device: ``R M C^T`` with adaptive average
+    pooling's bin matrices (equal to `adaptive_avg_pool2d`, tested), ``chunk`` masks at a time."""
+    n, big_h, big_w = masks.shape
+    rows, cols = _bin_matrix(big_h, h, masks.device), _bin_matrix(big_w, w, masks.device).T
+    out = torch.empty((n, h, w), dtype=torch.float32, device=masks.device)
+    for k in range(0, n, chunk):
+        out[k: k + chunk] = rows @ (masks[k: k + chunk].float() @ cols)
+    return out
+
+
 def resize_masks(masks, size: tuple[int, int], *, mode: str = "area", name: str = "masks") -> torch.Tensor:
     """Resize ``(N, H, W)`` masks to a ``size = (h, w)`` grid -> ``(N, h, w)`` float32 tensor.
 
     ``mode="area"``: each cell holds the fraction of its pixels inside the mask (adaptive
-    average pooling; soft weights for mask pooling). ``mode="nearest"``: 0/1 values.
+    average pooling; soft weights for mask pooling). ``mode="nearest"``: 0/1 values. Bool tensors
+    stay on their device (the result is there too); numpy masks resize on the CPU.
     """
     if mode not in ("area", "nearest"):
         raise InvalidMaskError(f"mode must be 'area' or 'nearest', got {mode!r}")
@@ -360,11 +381,12 @@ def resize_masks(masks, size: tuple[int, int], *, mode: str = "area", name: str 
     if h <= 0 or w <= 0:
         raise InvalidMaskError(f"size must be positive (h, w), got {size!r}")
     if isinstance(masks, torch.Tensor) and masks.dtype == torch.bool:
-        t = masks.float()
-        if t.ndim == 2:
-            t = t[None]
+        t = masks[None] if masks.ndim == 2 else masks
         if t.ndim != 3:
-            raise InvalidMaskError(f"{name} must have shape (N, H, W), got {tuple(t.shape)}")
+            raise InvalidMaskError(f"{name} must have shape (N, H, W), got {tuple(masks.shape)}")
+        if mode == "area":  # on the masks' own device, exact: separable bin averages
+            return _area_fraction(t, h, w)
+        return F.interpolate(t.float()[:, None], size=(h, w), mode="nearest")[:, 0]
     else:
         batch = as_mask_batch(masks, name, allow_empty=True)
         if mode == "area":

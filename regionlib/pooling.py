@@ -52,8 +52,8 @@ def mask_pool(features: torch.Tensor, masks, *, weights: str = "area", batch_ind
     Args:
         features: ``(C, h, w)`` feature map of one image, or ``(B, C, h, w)`` with
             ``batch_index`` ``(N,)`` naming the image of each mask.
-        masks: ``(N, H, W)`` non-empty binary masks (numpy or bool tensor), at any
-            resolution of the image (usually the image's).
+        masks: ``(N, H, W)`` non-empty binary masks (numpy, or a bool tensor on any device: the
+            weights are then computed there), at any resolution of the image (usually the image's).
         weights: ``"area"`` or ``"nearest"`` (see the module docstring).
     Returns:
         `PooledMasks` with ``tokens`` of shape ``(N, C)`` in the features' dtype (float32 for
@@ -67,9 +67,12 @@ def mask_pool(features: torch.Tensor, masks, *, weights: str = "area", batch_ind
         features = features.float()
     if weights not in ("area", "nearest"):
         raise RegionLibError(f"weights must be 'area' or 'nearest', got {weights!r}")
-    if isinstance(masks, torch.Tensor):
-        masks = masks.detach().cpu().numpy()
-    batch = as_mask_batch(masks, "masks", allow_empty=True)
+    if isinstance(masks, torch.Tensor):  # stays on its device; moved to the features' device if elsewhere
+        if masks.dtype != torch.bool or masks.ndim != 3:
+            raise InvalidMaskError(f"masks as a tensor must be (N, H, W) bool, got {masks.dtype} {tuple(masks.shape)}")
+        batch = masks.detach().to(features.device)
+    else:
+        batch = as_mask_batch(masks, "masks", allow_empty=True)
     grid = tuple(features.shape[-2:])
     area = resize_masks(batch, grid, mode="area").to(features.device)
     empty = (area.flatten(1).sum(1) == 0).cpu().numpy()  # area weights vanish only for empty masks

@@ -562,13 +562,15 @@ def to_dlc_bench(samples: Sequence[RegionWorldSample], root: str | Path) -> Path
     """
     from PIL import Image
 
+    from .readers.base import safe_file_name
+
     root = Path(root)
     img_dir = root / "annotations" / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
     cats = {name: i + 1 for i, name in enumerate(SHAPES)}
     images, anns, qa, class_names = [], [], {}, {}
     for img_id, s in enumerate(samples, start=1):
-        file_name = f"{s.image_id}.png"
+        file_name = f"{img_id:06d}_{safe_file_name(s.image_id)}.png"  # ids never name paths outside the root
         Image.fromarray(s.image).save(img_dir / file_name)
         h, w = s.image.shape[:2]
         images.append({"id": img_id, "file_name": file_name, "height": h, "width": w})

@@ -281,7 +281,7 @@ class DAM(Captioner, RegionModel):
         """The image as a ``(3, H, W)`` uint8 tensor on the model's device (``chw``: crops are cut from it
         there) and, for variants with a global pass, its processed form ``full_image`` ``(1, 3, S, S)``."""
         state = ImageState.of(image)
-        chw = torch.from_numpy(np.ascontiguousarray(state.image)).permute(2, 0, 1).to(self.device)
+        chw = torch.tensor(state.image).permute(2, 0, 1).to(self.device)  # a copy: the image may be read-only
         state.tensors["chw"] = chw
         if self.backbone.spec.global_pass:
             state.tensors["full_image"] = self.image_processor([chw])

@@ -34,7 +34,7 @@ from ..errors import InvalidMaskError, RegionLibError
 from ..images import to_rgb_uint8
 from ..regions import Regions
 
-__all__ = ["ImageState", "RegionOutput", "Captioner", "collate_batches", "check_regions"]
+__all__ = ["ImageState", "RegionOutput", "Captioner", "collate_batches", "check_regions", "target_loss"]
 
 
 @dataclass
@@ -68,6 +68,19 @@ class RegionOutput:
     prefix: torch.Tensor | None = None
     low_res_masks: torch.Tensor | None = None
     iou: torch.Tensor | None = None
+
+
+def target_loss(lm_head, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float | None,
+                reduction: str) -> torch.Tensor:
+    """`LMHead.token_loss` (``"mean"``) or the same cross-entropy summed over the target tokens (``"sum"``)."""
+    if reduction == "mean":
+        return lm_head.token_loss(logits, labels, label_smoothing)
+    if reduction != "sum":
+        raise RegionLibError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    ls = lm_head.label_smoothing if label_smoothing is None else label_smoothing
+    pred = logits[:, :-1]
+    return torch.nn.functional.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), labels[:, 1:].reshape(-1),
+                                             ignore_index=-100, label_smoothing=ls, reduction="sum")
 
 
 def check_regions(state: ImageState, regions: Regions, *, need_masks: bool = False) -> None:
@@ -119,14 +132,21 @@ class Captioner:
     def collate(self, batches: Sequence[dict]) -> dict:
         return collate_batches(batches)
 
-    def forward(self, batch: dict, *, label_smoothing: float | None = None) -> RegionOutput:
-        """Teacher-forced cross-entropy of ``batch["targets"]`` (+ eos) after each region's context."""
+    def forward(self, batch: dict, *, label_smoothing: float | None = None, reduction: str = "mean") -> RegionOutput:
+        """Teacher-forced cross-entropy of ``batch["targets"]`` (+ eos) after each region's context:
+        the mean over target tokens, or their sum (``reduction="sum"``: the training loop divides by the
+        target tokens of the whole global batch, so ranks and micro-batches weigh every token alike)."""
         targets = batch.get("targets")
         if targets is None:
             raise RegionLibError("batch has no targets: build it from Regions with captions to compute a loss")
         embeds, mask = self.contexts(batch)
         out, labels = self.lm_head.teacher_forced(embeds, mask, targets)
-        return RegionOutput(loss=self.lm_head.token_loss(out.logits, labels, label_smoothing), logits=out.logits)
+        return RegionOutput(loss=target_loss(self.lm_head, out.logits, labels, label_smoothing, reduction),
+                            logits=out.logits)
+
+    def n_targets(self, batch: dict) -> int:
+        """The number of target tokens (eos included) the loss of ``batch`` averages over."""
+        return sum(len(ids) for ids in self.lm_head.target_ids(batch["targets"]))
 
     @torch.no_grad()
     def generate(self, batch: dict, **kwargs) -> list[str]:

@@ -438,10 +438,15 @@ class LMHead(nn.Module):
                           f"(and vanish when decoded): {new[:10]}; train the tokenizer on them "
                           "(builtin_tokenizer(extra_texts)) or use a subword tokenizer", stacklevel=3)
 
-    def teacher_forced(self, contexts: torch.Tensor, context_mask: torch.Tensor | None, targets: Sequence[str], **kwargs):
+    def teacher_forced(self, contexts: torch.Tensor, context_mask: torch.Tensor | None, targets: Sequence[str], *,
+                       all_positions: bool = False, **kwargs):
         """LM output and labels for ``targets`` after left-padded ``contexts`` ``(B, L, D)``.
 
-        Returns ``(output, labels)``: labels ``(B, L + T)`` with ``-100`` outside the targets.
+        Returns ``(output, labels)``: labels ``(B, L + T)`` with ``-100`` outside the targets. By default
+        the LM computes logits only where they are needed — the last context position and the T target
+        positions (``logits_to_keep = T + 1``; the vocabulary projection of the ~L context positions is
+        skipped) — and ``labels`` are the matching last ``T + 1`` columns; ``all_positions=True`` keeps
+        every position (e.g. to read hidden states and labels at the same indices).
         """
         if isinstance(targets, str) or len(targets) != contexts.shape[0]:
             raise RegionLibError(f"targets must be a list of {contexts.shape[0]} strings (one per prefix), "
@@ -459,7 +464,9 @@ class LMHead(nn.Module):
         embeds = torch.cat([contexts, self.embed_ids(ids).to(contexts.dtype)], dim=1)
         attn = torch.cat([context_mask.to(tmask.dtype), tmask], dim=1)
         labels = torch.cat([torch.full((b, n), -100, dtype=torch.long, device=ids.device), ids.masked_fill(tmask == 0, -100)], 1)
-        return self.forward_embeds(embeds, attn, **kwargs), labels
+        if all_positions:
+            return self.forward_embeds(embeds, attn, **kwargs), labels
+        return self.forward_embeds(embeds, attn, logits_to_keep=width + 1, **kwargs), labels[:, -(width + 1):]
 
     def token_loss(self, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float | None = None) -> torch.Tensor:
         """Shifted cross-entropy (position t predicts token t + 1) over labels != -100."""

@@ -166,7 +166,7 @@ class PooledCaptioner(Captioner, RegionModel):
                                  f"{len(samples)}, {len(texts)}, {len(groundings)}")
         ctxs, mask_pos = zip(*(self.grounded_context(s) for s in samples))
         embeds, am = LMHead.pad_left(list(ctxs))
-        out, labels = self.lm_head.teacher_forced(embeds, am, texts, output_hidden_states=True)
+        out, labels = self.lm_head.teacher_forced(embeds, am, texts, all_positions=True, output_hidden_states=True)
         loss = self.lm_head.token_loss(out.logits, labels, label_smoothing)
         hidden = out.hidden_states[-1]
         n = embeds.shape[1]

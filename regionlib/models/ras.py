@@ -119,13 +119,20 @@ class RAS(RegionModel):
         return {"samples": [s for b in batches for s in b["samples"]],
                 "targets": None if any(t is None for t in targets) else [t for ts in targets for t in ts]}
 
-    def forward(self, batch: dict) -> RegionOutput:
-        """Selection logits of every sample (concatenated) and, with targets, the weighted BCE."""
+    def forward(self, batch: dict, *, reduction: str = "mean", label_smoothing: float | None = None) -> RegionOutput:
+        """Selection logits of every sample (concatenated) and, with targets, the weighted BCE (mean over
+        candidates, or their sum with ``reduction="sum"``; ``label_smoothing`` does not apply)."""
         logits = self.logits(batch["samples"])
         out = RegionOutput(logits=torch.cat(logits))
         if batch.get("targets") is not None:
             out.loss = self.loss(batch["samples"], batch["targets"], logits=logits)
+            if reduction == "sum":
+                out.loss = out.loss * self.n_targets(batch)
         return out
+
+    def n_targets(self, batch: dict) -> int:
+        """The number of candidates the loss of ``batch`` averages over."""
+        return sum(int(s["candidates"].shape[0]) for s in batch["samples"])
 
     def _sequence(self, sample: dict) -> tuple[torch.Tensor, list[int]]:
         """Embedded context ``(L, D)`` of one sample (`LMHead.context`: BOS and chat template as the

@@ -40,7 +40,7 @@ from ..sam import build_sam
 from ..regions import Regions
 from .checkpoint import RegionModel, register_kind
 from .dam import build_projector
-from .interface import Captioner, ImageState, RegionOutput, check_regions
+from .interface import Captioner, ImageState, RegionOutput, check_regions, target_loss
 from .lm_head import LMConfig, LMHead, build_lm_head
 
 __all__ = ["MIXER_INPUTS", "SCA_PROMPTS", "SCAConfig", "SCA", "SCAOutput", "DecoderState", "build_sca",
@@ -275,13 +275,14 @@ class SCA(Captioner, RegionModel):
         """Task tokens + mixed queries in the LM's template: ``(B, L, D)``."""
         return self.lm_head.contexts(self._run(batch).prefix), None
 
-    def forward(self, batch: dict, *, label_smoothing: float | None = None) -> RegionOutput:
-        """One pass: SAM's masks and IoU, the caption prefix, and the loss when ``batch`` has targets."""
+    def forward(self, batch: dict, *, label_smoothing: float | None = None, reduction: str = "mean") -> RegionOutput:
+        """One pass: SAM's masks and IoU, the caption prefix, and the loss when ``batch`` has targets
+        (``reduction`` as `Captioner.forward`)."""
         out = self._run(batch)
         result = RegionOutput(prefix=out.prefix, low_res_masks=out.low_res_masks, iou=out.iou)
         if batch.get("targets") is not None:
             lm_out, labels = self.lm_head.teacher_forced(self.lm_head.contexts(out.prefix), None, batch["targets"])
-            result.loss = self.lm_head.token_loss(lm_out.logits, labels, label_smoothing)
+            result.loss = target_loss(self.lm_head, lm_out.logits, labels, label_smoothing, reduction)
             result.logits = lm_out.logits
         return result
 

@@ -28,10 +28,11 @@ import yaml
 
 from ..errors import ConfigError
 
-__all__ = ["DEFAULTS", "load_config", "train_loop", "train_local", "run_trainer", "RayTrainContext", "LocalContext"]
+__all__ = ["DEFAULTS", "load_config", "train_loop", "train_local", "run_trainer", "RayTrainContext", "LocalContext",
+           "DistributedContext", "check_ranks_in_sync", "parameter_checksum", "enable_activation_checkpointing"]
 
 DEFAULTS = {
-    "task": {"name": "regionworld-captioner"},
+    "task": {"name": "region-captioner"},
     "recipe": {"name": "dam"},
     "train": {"batch_size": 4, "max_steps": 20, "checkpoint_every": 10, "log_every": 1, "validate_every": 0,
               "seed": 0, "fail_at_step": None, "fail_marker": None},
@@ -69,11 +70,12 @@ def load_config(path: str | None, overrides: list[str]) -> dict:
 class RayTrainContext:
     """What the loop needs from Ray Train: rank, world size, device, DDP, checkpoints, reports."""
 
-    def __init__(self):
+    def __init__(self, run_dir: str | Path | None = None):
         import ray.train
 
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.run_dir = None if run_dir is None else Path(run_dir)
 
     @property
     def device(self):
@@ -90,10 +92,18 @@ class RayTrainContext:
         return ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
 
     def latest_checkpoint(self):
+        """Ray Train's latest reported checkpoint, else the newest complete one in the run's storage: a
+        worker that dies right after a report can leave Ray's controller without it (seen with Ray
+        2.60), and restarting from scratch would silently redo the finished steps."""
+        import contextlib
+
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()
-        return None if checkpoint is None else checkpoint.as_directory()
+        if checkpoint is not None:
+            return checkpoint.as_directory()
+        found = newest_checkpoint(self.run_dir) if self.run_dir is not None else None
+        return None if found is None else contextlib.nullcontext(str(found))
 
     def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         import ray.train
@@ -128,11 +138,98 @@ class LocalContext:
             self.last = target
 
 
+class DistributedContext(LocalContext):
+    """An initialised ``torch.distributed`` process group without Ray (torchrun, ``mp.spawn``): the model is
+    wrapped in DDP, rank 0 writes the checkpoints to ``out``."""
+
+    def __init__(self, out: str, device: str = "cpu"):
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            raise ConfigError("DistributedContext needs an initialised torch.distributed process group")
+        super().__init__(out, device)
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+
+    def prepare_model(self, model):
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = model.to(self.device)
+        if self.world == 1:
+            return model
+        # DAM leaves the blocks after its feature layer unused
+        return DistributedDataParallel(model, find_unused_parameters=True)
+
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
+        import torch.distributed as dist
+
+        if self.rank == 0:
+            super().report(metrics, checkpoint_dir)
+        dist.barrier()
+
+
+def _all_reduce_sum(value: float, world: int) -> float:
+    """``value`` summed over the ranks (the process group Ray Train / torchrun set up)."""
+    if world == 1:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([float(value)], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t)
+
+
+def parameter_checksum(model) -> tuple[float, float]:
+    """``(sum, sum of squares)`` of every parameter in float64: equal on every rank of a synchronised run."""
+    import torch
+
+    with torch.no_grad():
+        s = sum(float(p.detach().double().sum()) for p in model.parameters())
+        q = sum(float(p.detach().double().square().sum()) for p in model.parameters())
+    return s, q
+
+
+def check_ranks_in_sync(model, world: int, step: int) -> None:
+    """Raise `TrainingError` if the ranks' parameters differ (unsynchronised replicas)."""
+    if world == 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    mine = torch.tensor(parameter_checksum(model), dtype=torch.float64)
+    every = [torch.zeros_like(mine) for _ in range(world)]
+    dist.all_gather(every, mine)
+    ref = every[0]
+    bad = [r for r, c in enumerate(every) if not torch.allclose(c, ref, rtol=1e-9, atol=1e-9)]
+    if bad:
+        from ..errors import TrainingError
+
+        raise TrainingError(f"after step {step} the parameters of ranks {bad} differ from rank 0's "
+                            f"(checksums {[tuple(c.tolist()) for c in every]}): the replicas are not synchronised")
+
+
+def enable_activation_checkpointing(model) -> int:
+    """Turn on activation checkpointing in every transformers sub-model (vision encoders, LMs); returns how many."""
+    n = 0
+    for m in model.modules():
+        if getattr(m, "supports_gradient_checkpointing", False) and hasattr(m, "activation_checkpointing_enable"):
+            m.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            n += 1
+    return n
+
+
 def train_loop(cfg: dict, ctx) -> None:
-    """The training loop, identical on every rank (``ctx``: `RayTrainContext` or `LocalContext`)."""
+    """The training loop, identical on every rank (``ctx``: `RayTrainContext` or `LocalContext`).
+
+    A step takes one global batch of ``batch_size * world * grad_accum`` regions from the epoch's
+    order (`task.epoch_samples`); rank ``r`` takes every ``world``-th of them, in ``grad_accum``
+    micro-batches. Each micro-batch's loss is the *sum* over its target tokens divided by the target
+    tokens of the whole global batch (all-reduced) times ``world`` — so after DDP averages the
+    gradients, every token weighs the same whatever the worker count or accumulation, and 2 workers
+    equal 1 worker with the same global batch. DDP synchronises only on the last micro-batch.
+    """
     import contextlib
 
-    import numpy as np
     import torch
 
     from .recipes import TrainState, build_optimizer, build_scheduler, get_recipe
@@ -141,12 +238,18 @@ def train_loop(cfg: dict, ctx) -> None:
     rank, world = ctx.rank, ctx.world
     tc = cfg["train"]
     seed = int(tc["seed"])
+    accum = int(tc.get("grad_accum", 1))
+    if accum < 1:
+        raise ConfigError(f"train.grad_accum must be >= 1, got {accum}")
     torch.manual_seed(seed)
     task = create_task(cfg["task"], seed=seed)
     model = task.build_model()
+    if tc.get("activation_checkpointing"):
+        enable_activation_checkpointing(model)
     recipe_cfg = dict(cfg["recipe"])
     recipe = get_recipe(recipe_cfg.pop("name"), **recipe_cfg)
-    optimizer = build_optimizer(model, recipe, batch_size=tc["batch_size"] * world)
+    global_batch = int(tc["batch_size"]) * world * accum
+    optimizer = build_optimizer(model, recipe, batch_size=global_batch)
     total = int(tc["max_steps"])
     scheduler = build_scheduler(optimizer, recipe, total_steps=total)
     start = 0
@@ -161,38 +264,49 @@ def train_loop(cfg: dict, ctx) -> None:
     device = ctx.device
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg["run"]["precision"] == "bf16"
                 else contextlib.nullcontext())
-    samples = task.train_samples()
-    n = len(samples)
-    global_batch = tc["batch_size"] * world
-    steps_per_epoch = max(1, n // global_batch)
     log_path = Path(cfg["run"]["storage"]) / cfg["run"]["name"] / "metrics.jsonl"
     if rank == 0:
         log_path.parent.mkdir(parents=True, exist_ok=True)
     fail_at, marker = tc.get("fail_at_step"), tc.get("fail_marker")
-    order_epoch, order = None, None
+    sync_every = int(tc.get("check_sync_every") or 0)
+    epoch, order, k = 0, task.epoch_samples(0), 0  # one shuffle per epoch, the same on every rank
+    steps_per_epoch = max(1, len(order) // global_batch)
+    epoch, k = divmod(start, steps_per_epoch)
+    if epoch:
+        order = task.epoch_samples(epoch)
     for step in range(start, total):
         t0 = time.perf_counter()
-        epoch, k = divmod(step, steps_per_epoch)
-        if epoch != order_epoch:  # one shuffle per epoch, the same on every rank and after restarts
-            order_epoch, order = epoch, np.random.default_rng(seed + epoch).permutation(n)
-        idx = order[k * global_batch : (k + 1) * global_batch][rank::world]
+        if k == steps_per_epoch:
+            epoch, k = epoch + 1, 0
+            order = task.epoch_samples(epoch)
+        mine = order[k * global_batch: (k + 1) * global_batch][rank::world]
+        k += 1
         torch.manual_seed(seed * 1_000_003 + step * world + rank)  # per-step RNG: dropout etc. resume exactly
-        batch = task.collate([samples[i] for i in idx], device=device)
+        micro = [task.collate(mine[m::accum], device=device, step=step) for m in range(accum)]
+        n_global = _all_reduce_sum(sum(model.n_targets(b) for b in micro), world)
         ddp.train()
-        with autocast:
-            loss = task.loss(ddp, batch)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss_sum = 0.0
+        for m, batch in enumerate(micro):
+            last = m == accum - 1
+            sync = contextlib.nullcontext() if last or not hasattr(ddp, "no_sync") else ddp.no_sync()
+            with sync:
+                with autocast:
+                    loss = task.loss(ddp, batch, label_smoothing=recipe.label_smoothing, reduction="sum")
+                (loss * (world / n_global)).backward()
+            loss_sum += float(loss.detach())
         if recipe.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
         optimizer.step()
         scheduler.step()
         done = step + 1
+        if sync_every and done % sync_every == 0:
+            check_ranks_in_sync(model, world, done)
         if fail_at is not None and done == int(fail_at) and rank == world - 1 and marker and not os.path.exists(marker):
             Path(marker).write_text(f"worker {rank} killed after step {done}")
             os._exit(1)  # injected fault: this worker process dies
-        metrics = {"step": done, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
-                   "samples_per_s": global_batch / (time.perf_counter() - t0)}
+        metrics = {"step": done, "epoch": epoch, "loss": _all_reduce_sum(loss_sum, world) / n_global,
+                   "lr": scheduler.get_last_lr()[0], "samples_per_s": global_batch / (time.perf_counter() - t0)}
         if tc.get("validate_every") and done % int(tc["validate_every"]) == 0 and rank == 0:
             metrics.update({f"val/{k}": v for k, v in task.evaluate(model).items()})
         if rank == 0 and done % int(tc["log_every"]) == 0:
@@ -205,9 +319,23 @@ def train_loop(cfg: dict, ctx) -> None:
                 ctx.report(metrics, tmp if rank == 0 else None)
 
 
+def newest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint directory under ``run_dir`` with the highest step whose ``state.json`` (written last,
+    atomically, by `TrainState.save`) is complete; None if there is none."""
+    best, best_step = None, -1
+    for d in Path(run_dir).glob("checkpoint_*"):
+        try:
+            step = int(json.loads((d / "state.json").read_text())["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a (complete) training checkpoint
+        if step > best_step and (d / "model.safetensors").is_file():
+            best, best_step = d, step
+    return best
+
+
 def _train_loop_per_worker(cfg: dict) -> None:
     """The per-worker entry point of the `TorchTrainer`."""
-    train_loop(cfg, RayTrainContext())
+    train_loop(cfg, RayTrainContext(Path(cfg["run"]["storage"]) / cfg["run"]["name"]))
 
 
 def train_local(cfg: dict, out: str, device: str = "cpu") -> Path:

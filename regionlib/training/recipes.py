@@ -37,6 +37,7 @@ class Recipe:
 
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
     weight_decay: float = 0.0
     warmup_steps: int = 0
     warmup_ratio: float = 0.0
@@ -81,7 +82,7 @@ def build_optimizer(model: torch.nn.Module, recipe: Recipe, *, batch_size: int) 
     if not decay and not no_decay:
         raise ConfigError("the model has no trainable parameters")
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=recipe.scaled_lr(batch_size), betas=recipe.betas)
+    return torch.optim.AdamW(groups, lr=recipe.scaled_lr(batch_size), betas=tuple(recipe.betas), eps=recipe.eps)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, *, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:

@@ -1,18 +1,21 @@
 """What the training loop (`regionlib.training.loop`) trains: named tasks bundling a model preset with its data.
 
-A task provides ``build_model()``, ``train_samples()`` (an indexable list of region references),
-``collate(samples, device)`` (the model inputs of a batch, built on the fly through the model's
-``encode_image`` / ``region_inputs`` / ``collate``; each image's encoding is computed once and
-kept, since ``encode_image`` never trains), ``loss(model, batch)`` (through the — possibly DDP-
-wrapped — model's ``forward``) and ``evaluate(model)`` (validation metrics through
-`RegionPredictor`). Registered:
+A task provides ``build_model()``, ``epoch_samples(epoch)`` (the region references of one epoch,
+the same on every rank), ``collate(samples, device, step=)`` (the model inputs of a batch, built
+on the fly: images loaded, augmented, encoded through the model's ``encode_image`` /
+``region_inputs`` / ``collate``), ``loss(model, batch)`` (through the — possibly DDP-wrapped —
+model's ``forward``) and ``evaluate(model)`` (validation metrics through `RegionPredictor`).
+Registered:
 
-* ``regionworld-captioner`` — a DAM or SCA preset (``preset``: any captioning preset of
-  `regionlib.models.PRESETS`, plus config ``overrides``) trained to caption the regions of
-  ``n_images`` RegionWorld training images (``world_seed``) — plus, with ``self_labels``, the
-  regions of a self-labeling output — validated with CIDEr-D on the regions of ``n_val``
-  validation images. Each region is given as `Regions` (mask and box); the model's
-  ``region_inputs`` turns it into its own prompt (DAM: the variant's focal prompt; SCA: the box).
+* ``region-captioner`` — a captioning preset (DAM, SCA, the pooled captioner; ``preset`` plus
+  config ``overrides``) trained to caption the regions of its ``sources``
+  (`regionlib.training.data`: any reader, weighted mixtures) — by default ``n_images`` RegionWorld
+  training images (``world_seed``), plus, with ``self_labels``, a self-labeling output — with the
+  ``augment`` recipe (SCA Tab. 1: large-scale jitter + horizontal flip; DAM App. H.2: prompt
+  augmentation), validated with CIDEr-D on the regions of ``n_val`` RegionWorld validation images.
+  Each region is given as `Regions` (mask and box); the model's ``region_inputs`` turns it into
+  its own prompt (DAM: the variant's focal prompt; SCA: the box). With no pixel augmentation the
+  (frozen, region-independent) image encodings of up to ``state_cache`` images are kept.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from ..errors import ConfigError
 
-__all__ = ["TASKS", "create_task", "load_trained_model", "RegionWorldCaptionTask", "self_labeled_regions"]
+__all__ = ["TASKS", "create_task", "load_trained_model", "RegionCaptionTask", "self_labeled_regions"]
 
 
 def _words(text: str) -> str:
@@ -73,58 +77,94 @@ def self_labeled_regions(directory) -> list[tuple]:
 
 
 @dataclass
-class RegionWorldCaptionTask:
+class RegionCaptionTask:
     preset: str = "tiny-dam"
+    sources: list | None = None  # source specs (regionlib.training.data); None: RegionWorld's n_images
     n_images: int = 32
     n_val: int = 4
     world_seed: int = 0
-    label_smoothing: float | None = None
+    label_smoothing: float | None = None  # None: the recipe's
     max_new_tokens: int = 40
     self_labels: str | None = None  # a self-labeling output directory to train on as well
+    augment: dict = field(default_factory=dict)  # regionlib.training.data.Augmentation fields
+    epoch_size: int | None = None
+    state_cache: int = 256
     overrides: dict = field(default_factory=dict)
     seed: int = 0
-    _images: list | None = field(default=None, init=False, repr=False)  # [(image, Regions)] of the training set
-    _states: dict = field(default_factory=dict, init=False, repr=False)  # image index -> ImageState
+    _sources: list | None = field(default=None, init=False, repr=False)
+    _states: dict = field(default_factory=dict, init=False, repr=False)  # (source, image) -> ImageState
+
+    def __post_init__(self):
+        from .data import Augmentation
+
+        if not isinstance(self.augment, dict):
+            raise ConfigError(f"task.augment must be a mapping of Augmentation fields, got {self.augment!r}")
+        try:
+            self._augment = Augmentation(**self.augment)
+        except TypeError as exc:
+            raise ConfigError(f"task.augment: {exc}") from exc
 
     def build_model(self):
+        """The preset (a real LM by ``lm__path`` brings its own tokenizer; the tiny ones learn RegionWorld's words)."""
         from ..data.grammar import caption_words
         from ..models import create_model
-        from ..models.tokenizer import builtin_tokenizer
 
-        tokenizer = builtin_tokenizer([" ".join(caption_words())])
-        self._model = create_model(self.preset, tokenizer=tokenizer, seed=self.seed, **self.overrides)
+        self._model = create_model(self.preset, tokenizer_texts=[" ".join(caption_words())], seed=self.seed,
+                                   **self.overrides)
         return self._model
 
-    def train_samples(self) -> list[tuple[int, int]]:
-        """``(image index, region index)`` of every training region (images kept, inputs built per batch)."""
-        from ..data.regionworld import generate_regionworld
-
-        self._images = [(s.image, s.regions) for s in generate_regionworld(self.n_images, seed=self.world_seed,
-                                                                            split="train")]
+    def _specs(self) -> list[dict]:
+        specs = list(self.sources) if self.sources else [
+            {"reader": "regionworld", "n_images": self.n_images, "seed": self.world_seed}]
         if self.self_labels:
-            self._images += self_labeled_regions(self.self_labels)
-        return [(i, k) for i, (_, regions) in enumerate(self._images) for k in range(len(regions))]
+            specs.append({"reader": "self_labels", "path": self.self_labels})
+        return specs
 
-    def collate(self, samples, device="cpu") -> dict:
-        """Model inputs of ``samples`` (`train_samples` entries), grouped by image, on the model's device."""
-        import numpy as np
+    def epoch_samples(self, epoch: int) -> list[tuple]:
+        """``(source, image, region)`` references of epoch ``epoch`` (`regionlib.training.data.epoch_order`)."""
+        from .data import build_sources, epoch_order
 
+        if self._sources is None:
+            self._sources = build_sources(self._specs())
+        return epoch_order(self._sources, epoch, self.seed, self.epoch_size)
+
+    def collate(self, samples, device="cpu", *, step: int = 0) -> dict:
+        """Model inputs of ``samples`` (`epoch_samples` entries), grouped by image, on the model's device;
+        augmentations drawn from ``(seed, step, image)``."""
         model = self._model
-        by_image: dict[int, list[int]] = {}
-        for i, k in samples:
-            by_image.setdefault(int(i), []).append(int(k))
+        by_image: dict[tuple, list[int]] = {}
+        for s, i, k in samples:
+            by_image.setdefault((int(s), int(i)), []).append(int(k))
         batches = []
-        for i, ks in by_image.items():
-            image, regions = self._images[i]
-            if i not in self._states:
-                with torch.no_grad():
-                    self._states[i] = model.encode_image(image)
-            batches.append(model.region_inputs(self._states[i], regions[np.asarray(ks)]))
+        for (s, i), ks in by_image.items():
+            item = self._sources[s].items[i]
+            regions = item.regions[np.asarray(ks)]
+            prompts = None
+            with torch.no_grad():
+                if self._augment.changes_pixels or self._augment.prompt_aug:
+                    rng = np.random.default_rng([self.seed, step, s, i])
+                    image, regions, prompts = self._augment(item.load(), regions, rng)
+                    if len(regions) == 0:  # every sampled region left the jittered crop
+                        continue
+                if self._augment.changes_pixels:
+                    state = model.encode_image(image)
+                else:
+                    state = self._states.get((s, i))
+                    if state is None:
+                        state = model.encode_image(item.load())
+                        if len(self._states) < self.state_cache:
+                            self._states[(s, i)] = state
+            kwargs = {} if prompts is None else {"prompts": prompts}
+            batches.append(model.region_inputs(state, regions, **kwargs))
+        if not batches:
+            raise ConfigError("a batch lost every region to augmentation; widen augment.lsj.scale_range")
         return model.collate(batches)
 
-    def loss(self, model, batch) -> torch.Tensor:
-        """The loss through ``model``'s ``forward`` (DDP / FSDP synchronise gradients there)."""
-        return model(batch, label_smoothing=self.label_smoothing).loss
+    def loss(self, model, batch, *, label_smoothing: float | None = None, reduction: str = "mean") -> torch.Tensor:
+        """The loss through ``model``'s ``forward`` (DDP / FSDP synchronise gradients there); the task's
+        label smoothing, else ``label_smoothing`` (the recipe's)."""
+        ls = self.label_smoothing if self.label_smoothing is not None else label_smoothing
+        return model(batch, label_smoothing=ls, reduction=reduction).loss
 
     def evaluate(self, model) -> dict:
         """CIDEr-D of greedy captions of the validation regions, through `RegionPredictor`."""
@@ -143,7 +183,7 @@ class RegionWorldCaptionTask:
         return {"CIDEr": cider_d([_words(p) for p in preds], refs)[0]}
 
 
-TASKS = {"regionworld-captioner": RegionWorldCaptionTask}
+TASKS = {"region-captioner": RegionCaptionTask}
 
 
 def create_task(config: dict, *, seed: int = 0):

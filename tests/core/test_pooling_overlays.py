@@ -101,3 +101,26 @@ def test_non_finite_features_outside_every_mask_do_not_poison_tokens():
     bad[1, 3, 3] = float("nan")  # inside masks[1]
     with pytest.raises(RegionLibError, match=r"NaN or inf inside masks\[1\]"):
         mask_pool(bad, masks)
+
+
+@pytest.mark.parametrize("grid", [(16, 16), (27, 27), (10, 7)])
+def test_tensor_masks_pool_on_their_device_equal_to_the_numpy_path(grid):
+    """Bug caught: torch masks copied to numpy on the CPU (a GPU->CPU->GPU round trip), or the on-device
+    area weights (separable bin averages) differing from adaptive average pooling on a grid that does
+    not divide the image (e.g. 27 x 27)."""
+    import torch.nn.functional as F
+
+    from regionlib.masks import resize_masks
+    from regionlib.pooling import mask_pool
+
+    rng = np.random.default_rng(1)
+    masks = rng.random((5, 96, 80)) < 0.3
+    t = torch.from_numpy(masks)
+    ref = F.adaptive_avg_pool2d(t.float()[:, None], grid)[:, 0]
+    torch.testing.assert_close(resize_masks(t, grid), ref, atol=1e-6, rtol=0)
+    feats = torch.randn(8, *grid)
+    a = mask_pool(feats, masks).tokens
+    b = mask_pool(feats, t).tokens
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    with pytest.raises(InvalidMaskError, match="bool"):
+        mask_pool(feats, t.float())

@@ -213,8 +213,6 @@ def test_dlc_bench_export_reads_back(world, tmp_path):
         assert r.regions.data["class_name"] == s.regions.labels
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: regionworld.to_dlc_bench names image files from image_id unchecked "
-                                       "(its owner: name them with readers.base.safe_file_name, then drop this mark)")
 def test_dlc_bench_export_stays_inside_its_root(world, tmp_path):
     """Bug caught: `to_dlc_bench` wrote ``<root>/annotations/images/<image_id>.png`` with the image id unchecked,
     so ``image_id="../../x"`` wrote outside the output root."""

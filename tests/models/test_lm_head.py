@@ -15,7 +15,7 @@ def head():
 
 def test_loss_counts_only_target_tokens(head):
     prefix = torch.randn(2, 3, head.width)
-    out, labels = head.teacher_forced(head.contexts(prefix), None, ["a red circle", "blue"])
+    out, labels = head.teacher_forced(head.contexts(prefix), None, ["a red circle", "blue"], all_positions=True)
     n_ctx = head.contexts(prefix).shape[1]
     assert (labels[:, :n_ctx] == -100).all()
     # targets + eos, the rest ignored
@@ -182,3 +182,21 @@ def test_generation_stops_at_the_generation_configs_eos():
     head.lm.generate = fake_generate
     assert head.generate_ids(torch.randn(2, 3, head.width)) == [[5, 6], [8]]
     assert seen["eos_token_id"] == [tok.eos_token_id, eot]
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_logits_only_at_the_target_positions(arch):
+    """Bug caught: the vocabulary projection run over every context position (only the T + 1 positions
+    that predict the targets are needed), or the kept logits misaligned with their labels."""
+    head = build_lm_head(LMConfig(arch=arch, template="{visual} Describe the masked region in detail."),
+                         builtin_tokenizer())
+    prefix = torch.randn(2, 9, head.width)
+    ctx = head.contexts(prefix)
+    targets = ["a red circle", "a small blue square with a dark outline"]
+    kept, labels = head.teacher_forced(ctx, None, targets)
+    full, full_labels = head.teacher_forced(ctx, None, targets, all_positions=True)
+    t = max(len(x) for x in head.target_ids(targets))
+    assert kept.logits.shape[1] == labels.shape[1] == t + 1 < full.logits.shape[1]
+    torch.testing.assert_close(kept.logits, full.logits[:, -(t + 1):], atol=1e-5, rtol=0)
+    torch.testing.assert_close(head.token_loss(kept.logits, labels), head.token_loss(full.logits, full_labels))
+    assert head.mean_log_prob_contexts(ctx, targets).shape == (2,)
