@@ -159,8 +159,8 @@ def main(argv=None) -> list[dict]:
         print(f"{name}: {r['ratio']:.1f}x (regionlib {fast_s:.2f} s, pycocoevalcap {baseline_s:.2f} s)"
               + "".join(f", {k} {v:.3g}" if isinstance(v, float) else f", {k} {v}" for k, v in extra.items()
                         if k != "max_abs_diff_per_metric")
-              + (f"\n    per-sample max |diff|: {extra['max_abs_diff_per_metric']}" if "max_abs_diff_per_metric" in extra
-                 else ""),
+              + (f"\n    per-sample max |diff|: {extra['max_abs_diff_per_metric']}"
+                 if "max_abs_diff_per_metric" in extra else ""),
               flush=True)
 
     theirs, base_times = reference_pipeline(preds, refs, meteor)

@@ -72,7 +72,8 @@ def main(argv=None) -> dict:
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scores.json").write_text(json.dumps(result, indent=2))
-    write_report(args.out, "regionlib evaluation", scores=score_rows(args.method, result["corpus"], result["per_sample"]),
+    rows = score_rows(args.method, result["corpus"], result["per_sample"])
+    write_report(args.out, "regionlib evaluation", scores=rows,
                  tables={"counts": [{"what": k, "n": v} for k, v in result["counts"].items()]}, notes=result["notes"])
     print(json.dumps(result["corpus"], indent=2))
     return result
