@@ -29,7 +29,8 @@ import yaml
 from ..errors import ConfigError
 
 __all__ = ["DEFAULTS", "load_config", "train_loop", "train_local", "run_trainer", "RayTrainContext", "LocalContext",
-           "DistributedContext", "check_ranks_in_sync", "parameter_checksum", "enable_activation_checkpointing"]
+           "DistributedContext", "check_ranks_in_sync", "parameter_checksum", "enable_activation_checkpointing",
+           "STRATEGIES", "fsdp_blocks", "fsdp_shard", "gather_full_model", "newest_checkpoint"]
 
 DEFAULTS = {
     "task": {"name": "region-captioner"},
@@ -37,7 +38,7 @@ DEFAULTS = {
     "train": {"batch_size": 4, "max_steps": 20, "checkpoint_every": 10, "log_every": 1, "validate_every": 0,
               "seed": 0, "fail_at_step": None, "fail_marker": None},
     "run": {"workers": 1, "use_gpu": False, "precision": "fp32", "storage": "outputs/runs", "name": "train",
-            "max_failures": 2, "cpus_per_worker": 1},
+            "max_failures": 2, "cpus_per_worker": 1, "strategy": "ddp"},
 }
 
 
@@ -83,9 +84,11 @@ class RayTrainContext:
 
         return ray.train.torch.get_device()
 
-    def prepare_model(self, model):
+    def prepare_model(self, model, strategy: str = "ddp"):
         import ray.train.torch
 
+        if strategy == "fsdp":  # wrapped here, in the worker (Ray's prepare_model knows FSDP1 only)
+            return fsdp_shard(model, self.device, self.world)
         if self.world == 1:
             return model.to(self.device)
         # DAM leaves the blocks after its feature layer unused
@@ -105,7 +108,9 @@ class RayTrainContext:
         found = newest_checkpoint(self.run_dir) if self.run_dir is not None else None
         return None if found is None else contextlib.nullcontext(str(found))
 
-    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
+    def report(self, metrics: dict, checkpoint_dir: str | None, *, sharded: bool = False) -> None:
+        """``sharded``: every rank reports its own directory (its DCP shard; rank 0's also holds the
+        consolidated model and state.json) and Ray Train merges them into one checkpoint."""
         import ray.train
 
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
@@ -122,13 +127,16 @@ class LocalContext:
         self.out, self.device = Path(out), torch.device(device)
         self.last: Path | None = None
 
-    def prepare_model(self, model):
+    def prepare_model(self, model, strategy: str = "ddp"):
+        if strategy == "fsdp":
+            raise ConfigError("run.strategy=fsdp needs a torch.distributed process group: run under torchrun "
+                              "(DistributedContext) or Ray Train (run_trainer), on any number of workers")
         return model.to(self.device)
 
     def latest_checkpoint(self):
         return None
 
-    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
+    def report(self, metrics: dict, checkpoint_dir: str | None, *, sharded: bool = False) -> None:
         import shutil
 
         if checkpoint_dir:
@@ -140,7 +148,8 @@ class LocalContext:
 
 class DistributedContext(LocalContext):
     """An initialised ``torch.distributed`` process group without Ray (torchrun, ``mp.spawn``): the model is
-    wrapped in DDP, rank 0 writes the checkpoints to ``out``."""
+    wrapped in DDP (or sharded with FSDP2, ``run.strategy=fsdp``), rank 0 writes the checkpoints to ``out``
+    (with FSDP every rank adds its shard to the same directory)."""
 
     def __init__(self, out: str, device: str = "cpu"):
         import torch.distributed as dist
@@ -150,20 +159,42 @@ class DistributedContext(LocalContext):
         super().__init__(out, device)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
 
-    def prepare_model(self, model):
+    def prepare_model(self, model, strategy: str = "ddp"):
         from torch.nn.parallel import DistributedDataParallel
 
+        if strategy == "fsdp":
+            return fsdp_shard(model, self.device, self.world)
         model = model.to(self.device)
         if self.world == 1:
             return model
         # DAM leaves the blocks after its feature layer unused
         return DistributedDataParallel(model, find_unused_parameters=True)
 
-    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
+    def report(self, metrics: dict, checkpoint_dir: str | None, *, sharded: bool = False) -> None:
+        """``sharded``: every rank's ``checkpoint_dir`` (its DCP shard files) is merged into one directory
+        (as Ray Train merges the workers' checkpoints); rank 0's ``state.json`` goes in last, so
+        `newest_checkpoint` never takes a checkpoint with a shard missing."""
+        import shutil
+
         import torch.distributed as dist
 
+        if not sharded:
+            if self.rank == 0:
+                super().report(metrics, checkpoint_dir)
+            dist.barrier()
+            return
+        target = self.out / f"checkpoint_{metrics['step']:06d}"
         if self.rank == 0:
-            super().report(metrics, checkpoint_dir)
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
+        dist.barrier()
+        src = Path(checkpoint_dir)
+        shutil.copytree(src, target, dirs_exist_ok=True,
+                        ignore=lambda d, names: {"state.json"} if Path(d) == src else set())
+        dist.barrier()
+        if self.rank == 0:
+            shutil.copy2(src / "state.json", target / "state.json")
+            self.last = target
         dist.barrier()
 
 
@@ -180,12 +211,20 @@ def _all_reduce_sum(value: float, world: int) -> float:
 
 
 def parameter_checksum(model) -> tuple[float, float]:
-    """``(sum, sum of squares)`` of every parameter in float64: equal on every rank of a synchronised run."""
-    import torch
+    """``(sum, sum of squares)`` of every parameter in float64: equal on every rank of a synchronised run.
 
+    FSDP-sharded parameters (DTensors) count with their full value (``full_tensor``: a collective, so every
+    rank must call this), the same on every rank and equal to an unsharded run's."""
+    import torch
+    from torch.distributed.tensor import DTensor
+
+    s = q = 0.0
     with torch.no_grad():
-        s = sum(float(p.detach().double().sum()) for p in model.parameters())
-        q = sum(float(p.detach().double().square().sum()) for p in model.parameters())
+        for p in model.parameters():
+            t = p.detach()
+            t = (t.full_tensor() if isinstance(t, DTensor) else t).double()
+            s += float(t.sum())
+            q += float(t.square().sum())
     return s, q
 
 
@@ -208,6 +247,130 @@ def check_ranks_in_sync(model, world: int, step: int) -> None:
                             f"(checksums {[tuple(c.tolist()) for c in every]}): the replicas are not synchronised")
 
 
+
+# ---------------------------------------------------------------------------------------------- FSDP2
+STRATEGIES = ("ddp", "fsdp")
+
+
+def fsdp_blocks(model) -> list:
+    """The transformer layers to shard one by one: the elements of every ``nn.ModuleList`` that are
+    blocks (modules with children) holding trainable parameters — the LM's blocks, the vision encoder's
+    layers, DAM's adapters, SCA's mixer layers — outermost first (nothing inside a chosen block)."""
+    import torch.nn as nn
+
+    chosen: list = []
+
+    def visit(module):
+        for child in module.children():
+            if isinstance(child, nn.ModuleList):
+                for block in child:
+                    if list(block.children()) and any(p.requires_grad for p in block.parameters()):
+                        chosen.append(block)
+                    else:
+                        visit(block)
+            else:
+                visit(child)
+
+    visit(model)
+    return chosen
+
+
+def fsdp_shard(model, device, world: int):
+    """FSDP2 (``torch.distributed.fsdp.fully_shard``) on every `fsdp_blocks` layer, then on the root with the
+    frozen parameters ignored (SCA's SAM, frozen encoders / LMs stay plain, replicated tensors, so
+    ``encode_image`` runs them outside ``forward``). The model is changed in place and returned.
+
+    FSDP2 cannot shard 0-d parameters (DAM's adapter gates ``gamma``): those stay replicated too and
+    `fsdp_sync_replicated` averages their gradients (listed in ``model.fsdp_replicated``)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    model = model.to(device)
+    mesh = init_device_mesh(device.type, (world,))
+    ignored = {p for p in model.parameters() if not p.requires_grad or p.ndim == 0}
+    for block in fsdp_blocks(model):
+        fully_shard(block, mesh=mesh, ignored_params=ignored)
+    fully_shard(model, mesh=mesh, ignored_params=ignored or None)
+    model.fsdp_replicated = [p for p in model.parameters() if p.requires_grad and p in ignored]
+    return model
+
+
+def fsdp_sync_replicated(model, world: int) -> None:
+    """Average the gradients of the trainable parameters FSDP left replicated (`fsdp_shard`) over the ranks."""
+    import torch.distributed as dist
+
+    for p in getattr(model, "fsdp_replicated", ()):
+        if p.grad is not None and world > 1:
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)
+
+
+def clip_grad_norm_sharded(model, max_norm: float, world: int) -> float:
+    """`torch.nn.utils.clip_grad_norm_` (2-norm, same formula) over FSDP-sharded (DTensor) gradients and
+    replicated ones: each rank's shards' squares summed over the ranks, the replicated ones once."""
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor
+
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    sharded = [g.to_local() for g in grads if isinstance(g, DTensor)]
+    plain = [g for g in grads if not isinstance(g, DTensor)]
+    sq = torch.zeros((), dtype=torch.float64)
+    for g in sharded:
+        sq += g.detach().double().square().sum().cpu()
+    if world > 1:
+        dist.all_reduce(sq)
+    for g in plain:
+        sq += g.detach().double().square().sum().cpu()
+    total = float(sq.sqrt())
+    coef = min(max_norm / (total + 1e-6), 1.0)
+    if coef < 1.0:
+        for g in sharded + plain:
+            g.detach().mul_(coef)
+    return total
+
+
+def meta_template(model):
+    """A copy of ``model`` whose parameters live on the meta device (no memory) and whose buffers, tokenizer
+    and config are real: the skeleton rank 0 fills with a gathered full state dict (`unsharded_copy`)."""
+    import torch
+
+    memo = {id(p): torch.nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+            for p in model.parameters()}
+    return copy.deepcopy(model, memo)
+
+
+def unsharded_copy(template, full_state: dict):
+    """A plain (unsharded) model: a copy of `meta_template`'s ``template`` with ``full_state`` (the gathered
+    full state dict) assigned; tied parameters tied again."""
+    shadow = copy.deepcopy(template)
+    groups: dict[int, list[str]] = {}
+    for name, p in template.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+    # own storage per tensor (gathered ones can be views of one buffer: safetensors refuses those)
+    shadow.load_state_dict({k: v.detach().clone() for k, v in full_state.items()}, strict=False, assign=True)
+    for names in groups.values():
+        first = shadow.get_parameter(names[0])
+        for name in names[1:]:
+            owner, _, leaf = name.rpartition(".")
+            setattr(shadow.get_submodule(owner) if owner else shadow, leaf, first)
+    still_meta = [n for n, t in list(shadow.named_parameters()) + list(shadow.named_buffers()) if t.is_meta]
+    if still_meta:
+        from ..errors import CheckpointError
+
+        raise CheckpointError(f"the gathered state dict misses {still_meta[:5]}")
+    return shadow
+
+
+def gather_full_model(model, template, rank: int):
+    """Collective (every rank calls it): rank 0 gets an unsharded copy of the FSDP ``model`` on the CPU,
+    the others None."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return unsharded_copy(template, full) if rank == 0 else None
+
+
 def enable_activation_checkpointing(model) -> int:
     """Turn on activation checkpointing in every transformers sub-model (vision encoders, LMs); returns how many."""
     n = 0
@@ -219,14 +382,23 @@ def enable_activation_checkpointing(model) -> int:
 
 
 def train_loop(cfg: dict, ctx) -> None:
-    """The training loop, identical on every rank (``ctx``: `RayTrainContext` or `LocalContext`).
+    """The training loop, identical on every rank (``ctx``: `RayTrainContext`, `DistributedContext` or
+    `LocalContext`).
 
     A step takes one global batch of ``batch_size * world * grad_accum`` regions from the epoch's
     order (`task.epoch_samples`); rank ``r`` takes every ``world``-th of them, in ``grad_accum``
     micro-batches. Each micro-batch's loss is the *sum* over its target tokens divided by the target
-    tokens of the whole global batch (all-reduced) times ``world`` — so after DDP averages the
+    tokens of the whole global batch (all-reduced) times ``world`` — so after DDP / FSDP average the
     gradients, every token weighs the same whatever the worker count or accumulation, and 2 workers
-    equal 1 worker with the same global batch. DDP synchronises only on the last micro-batch.
+    equal 1 worker with the same global batch. Gradients are synchronised only on the last micro-batch
+    (DDP ``no_sync``; FSDP ``set_requires_gradient_sync``).
+
+    ``run.strategy``: ``ddp`` (default; replicas) or ``fsdp`` (FSDP2 ``fully_shard`` on every trainable
+    transformer layer and on the root, frozen parameters ignored: `fsdp_shard`). With ``fsdp`` a
+    checkpoint holds every rank's shard of model + optimizer (``torch.distributed.checkpoint`` under
+    ``sharded/``, resumable on any worker count: DCP reshards) *and*, from rank 0, the consolidated
+    ``model.safetensors`` + config (`RegionModel.from_pretrained` opens it); validation gathers the full
+    weights into an unsharded copy on rank 0 (every rank takes part in the gather) and runs there.
     """
     import contextlib
 
@@ -241,6 +413,10 @@ def train_loop(cfg: dict, ctx) -> None:
     accum = int(tc.get("grad_accum", 1))
     if accum < 1:
         raise ConfigError(f"train.grad_accum must be >= 1, got {accum}")
+    strategy = str(cfg["run"].get("strategy") or "ddp")
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"run.strategy must be one of {STRATEGIES}, got {strategy!r}")
+    fsdp = strategy == "fsdp"
     torch.manual_seed(seed)
     task = create_task(cfg["task"], seed=seed)
     model = task.build_model()
@@ -249,18 +425,30 @@ def train_loop(cfg: dict, ctx) -> None:
     recipe_cfg = dict(cfg["recipe"])
     recipe = get_recipe(recipe_cfg.pop("name"), **recipe_cfg)
     global_batch = int(tc["batch_size"]) * world * accum
-    optimizer = build_optimizer(model, recipe, batch_size=global_batch)
     total = int(tc["max_steps"])
-    scheduler = build_scheduler(optimizer, recipe, total_steps=total)
-    start = 0
     latest = ctx.latest_checkpoint()
     resume_dir = cfg.get("resume_from")
-    if latest is not None:
-        with latest as d:
-            start = TrainState.load(d, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
-    elif resume_dir:
-        start = TrainState.load(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
-    ddp = ctx.prepare_model(model)
+    start = 0
+    template = None
+    if fsdp:
+        template = meta_template(model) if rank == 0 else None  # the skeleton of the consolidated copies
+        model = ddp = ctx.prepare_model(model, "fsdp")  # sharded in place, before the optimizer sees it
+        optimizer = build_optimizer(model, recipe, batch_size=global_batch)
+        scheduler = build_scheduler(optimizer, recipe, total_steps=total)
+        if latest is not None:
+            with latest as d:
+                start = TrainState.load_sharded(d, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
+        elif resume_dir:
+            start = TrainState.load_sharded(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
+    else:
+        optimizer = build_optimizer(model, recipe, batch_size=global_batch)
+        scheduler = build_scheduler(optimizer, recipe, total_steps=total)
+        if latest is not None:
+            with latest as d:
+                start = TrainState.load(d, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
+        elif resume_dir:
+            start = TrainState.load(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
+        ddp = ctx.prepare_model(model)
     device = ctx.device
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg["run"]["precision"] == "bf16"
                 else contextlib.nullcontext())
@@ -283,19 +471,28 @@ def train_loop(cfg: dict, ctx) -> None:
         k += 1
         torch.manual_seed(seed * 1_000_003 + step * world + rank)  # per-step RNG: dropout etc. resume exactly
         micro = [task.collate(mine[m::accum], device=device, step=step) for m in range(accum)]
+        collate_s = time.perf_counter() - t0
         n_global = _all_reduce_sum(sum(model.n_targets(b) for b in micro), world)
         ddp.train()
         optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for m, batch in enumerate(micro):
             last = m == accum - 1
-            sync = contextlib.nullcontext() if last or not hasattr(ddp, "no_sync") else ddp.no_sync()
+            if fsdp:
+                model.set_requires_gradient_sync(last)  # reduce-scatter on the last micro-batch only
+                sync = contextlib.nullcontext()
+            else:
+                sync = contextlib.nullcontext() if last or not hasattr(ddp, "no_sync") else ddp.no_sync()
             with sync:
                 with autocast:
                     loss = task.loss(ddp, batch, label_smoothing=recipe.label_smoothing, reduction="sum")
                 (loss * (world / n_global)).backward()
             loss_sum += float(loss.detach())
-        if recipe.grad_clip:
+        if fsdp:
+            fsdp_sync_replicated(model, world)
+        if recipe.grad_clip and fsdp:
+            clip_grad_norm_sharded(model, recipe.grad_clip, world)
+        elif recipe.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
         optimizer.step()
         scheduler.step()
@@ -305,18 +502,33 @@ def train_loop(cfg: dict, ctx) -> None:
         if fail_at is not None and done == int(fail_at) and rank == world - 1 and marker and not os.path.exists(marker):
             Path(marker).write_text(f"worker {rank} killed after step {done}")
             os._exit(1)  # injected fault: this worker process dies
+        step_s = time.perf_counter() - t0
         metrics = {"step": done, "epoch": epoch, "loss": _all_reduce_sum(loss_sum, world) / n_global,
-                   "lr": scheduler.get_last_lr()[0], "samples_per_s": global_batch / (time.perf_counter() - t0)}
-        if tc.get("validate_every") and done % int(tc["validate_every"]) == 0 and rank == 0:
-            metrics.update({f"val/{k}": v for k, v in task.evaluate(model).items()})
+                   "lr": scheduler.get_last_lr()[0], "samples_per_s": global_batch / step_s,
+                   "step_s": step_s, "collate_s": collate_s}
+        if tc.get("validate_every") and done % int(tc["validate_every"]) == 0:
+            if fsdp:  # sharded parameters: gather an unsharded copy (all ranks), validate it on rank 0
+                full = gather_full_model(model, template, rank)
+                if rank == 0:
+                    metrics.update({f"val/{k}": v for k, v in task.evaluate(full.to(device)).items()})
+                del full
+            elif rank == 0:
+                metrics.update({f"val/{k}": v for k, v in task.evaluate(model).items()})
         if rank == 0 and done % int(tc["log_every"]) == 0:
             with open(log_path, "a") as f:
                 f.write(json.dumps(metrics) + "\n")
         if done % int(tc["checkpoint_every"]) == 0 or done == total:
             with tempfile.TemporaryDirectory() as tmp:
-                if rank == 0:
-                    TrainState.save(tmp, step=done, model=model, optimizer=optimizer, scheduler=scheduler, config=cfg)
-                ctx.report(metrics, tmp if rank == 0 else None)
+                if fsdp:
+                    TrainState.save_sharded(tmp, step=done, model=model, optimizer=optimizer, scheduler=scheduler,
+                                            config=cfg, rank=rank,
+                                            consolidate=lambda: gather_full_model(model, template, rank))
+                    ctx.report(metrics, tmp, sharded=True)
+                else:
+                    if rank == 0:
+                        TrainState.save(tmp, step=done, model=model, optimizer=optimizer, scheduler=scheduler,
+                                        config=cfg)
+                    ctx.report(metrics, tmp if rank == 0 else None)
 
 
 def newest_checkpoint(run_dir: str | Path) -> Path | None:

@@ -10,7 +10,9 @@ Recipes (REFERENCE §1, §4):
 
 `TrainState` saves and restores everything a bit-exact resume needs: weights (safetensors),
 optimizer state (tensors in safetensors, the rest in JSON), scheduler state, step, and the
-torch / numpy / Python RNG states. Nothing is pickled.
+torch / numpy / Python RNG states. Nothing is pickled. FSDP runs (`TrainState.save_sharded` /
+`load_sharded`) keep model + optimizer as per-rank ``torch.distributed.checkpoint`` shards under
+``sharded/`` (resumable on another worker count) beside the consolidated model directory.
 """
 
 from __future__ import annotations
@@ -122,18 +124,79 @@ class TrainState:
                     plain[f"{pid}.{name}"] = value
         save_file(tensors, str(d / "optimizer.safetensors"))
         save_file({"torch_rng": torch.get_rng_state()}, str(d / "rng.safetensors"))
-        np_state = np.random.get_state()
         meta = {
             "step": step,
             "config": config,
             "optimizer_param_groups": opt["param_groups"],
             "optimizer_plain_state": plain,
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-            "python_rng": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+            **_host_rng(),
         }
         atomic_write_bytes(d / "state.json", json.dumps(meta).encode())
         return d
+
+    @staticmethod
+    def save_sharded(directory: str | Path, *, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler, config: dict, rank: int, consolidate) -> Path:
+        """The FSDP checkpoint (collective: every rank calls it with its own ``directory``).
+
+        Every rank writes its shard of the model and optimizer state with ``torch.distributed.checkpoint``
+        under ``directory/sharded/`` (rank 0 adds DCP's ``.metadata``); ``consolidate()`` (collective)
+        gathers the full weights into an unsharded copy on rank 0, which writes it with
+        `RegionModel.save_pretrained` (``model.safetensors`` + config + tokenizer: `from_pretrained`
+        opens the checkpoint), then ``rng.safetensors`` and ``state.json`` (``"sharded": true``; no
+        ``optimizer.safetensors``: the optimizer state lives in the shards only). The workers'
+        directories are merged by the context (`DistributedContext.report`, Ray Train).
+        """
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        d = Path(directory)
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(d / "sharded"))
+        full = consolidate()
+        if rank == 0:
+            full.save_pretrained(d)
+            save_file({"torch_rng": torch.get_rng_state()}, str(d / "rng.safetensors"))
+            meta = {"step": step, "config": config, "sharded": True,
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None, **_host_rng()}
+            atomic_write_bytes(d / "state.json", json.dumps(meta).encode())
+        return d
+
+    @staticmethod
+    def load_sharded(directory: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler=None) -> dict:
+        """Restore an FSDP-sharded ``model`` and its ``optimizer`` from `save_sharded`'s ``sharded/`` (DCP
+        reshards: the checkpoint may come from another worker count); scheduler and RNG from the files
+        beside it. Collective. A checkpoint without ``sharded/`` (written by DDP or one process) is a
+        `CheckpointError`: resume those with ``run.strategy=ddp``."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+        d = Path(directory)
+        if not (d / "sharded" / ".metadata").is_file() or not (d / "state.json").is_file():
+            raise CheckpointError(f"{d}: no sharded/.metadata or state.json: not a complete FSDP checkpoint "
+                                  "(a DDP / one-process checkpoint resumes with run.strategy=ddp)")
+        meta = json.loads((d / "state.json").read_text())
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        state = {"model": model_sd, "optim": optim_sd}
+        try:
+            dcp.load(state, checkpoint_id=str(d / "sharded"))
+        except Exception as exc:  # DCP raises CheckpointException / RuntimeError on a mismatch
+            raise CheckpointError(f"{d}/sharded disagrees with the model or optimizer ({exc})") from exc
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        TrainState._restore_host(d, meta, scheduler)
+        return meta
+
+    @staticmethod
+    def _restore_host(d: Path, meta: dict, scheduler) -> None:
+        if scheduler is not None and meta["scheduler"] is not None:
+            scheduler.load_state_dict(meta["scheduler"])
+        torch.set_rng_state(load_file(str(d / "rng.safetensors"))["torch_rng"])
+        np_rng = meta["numpy_rng"]
+        np.random.set_state((np_rng[0], np.array(np_rng[1], dtype=np.uint32), *np_rng[2:]))
+        py = meta["python_rng"]
+        random.setstate((py[0], tuple(py[1]), py[2]))
 
     @staticmethod
     def load(directory: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
@@ -144,6 +207,9 @@ class TrainState:
             if not (d / name).exists():
                 raise CheckpointError(f"{d}: missing {name}")
         meta = json.loads((d / "state.json").read_text())
+        if meta.get("sharded") and optimizer is not None:
+            raise CheckpointError(f"{d} was written by FSDP (optimizer state in sharded/ only): resume it with "
+                                  "run.strategy=fsdp, on any number of workers")
         try:
             load_model(model, str(d / "model.safetensors"), strict=True)
         except RuntimeError as exc:
@@ -155,12 +221,13 @@ class TrainState:
                 pid, name = key.split(".", 1)
                 state.setdefault(int(pid), {})[name] = value
             optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"]})
-        if scheduler is not None and meta["scheduler"] is not None:
-            scheduler.load_state_dict(meta["scheduler"])
-        torch.set_rng_state(load_file(str(d / "rng.safetensors"))["torch_rng"])
-        np_rng = meta["numpy_rng"]
-        np.random.set_state((np_rng[0], np.array(np_rng[1], dtype=np.uint32), *np_rng[2:]))
-        py = meta["python_rng"]
-        random.setstate((py[0], tuple(py[1]), py[2]))
+        TrainState._restore_host(d, meta, scheduler)
         return meta
+
+
+def _host_rng() -> dict:
+    """numpy's and Python's RNG states as JSON."""
+    np_state = np.random.get_state()
+    return {"numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            "python_rng": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]]}
 
