@@ -124,10 +124,10 @@ def score_predictions(preds: dict[str, str], test, judge) -> dict:
     ids = [str(i) for s in test for i in s.regions.ids]
     attrs = [a for s in test for a in s.regions.data["attributes"]]
     refs = {i: [c] for s in test for i, c in zip(map(str, s.regions.ids), s.regions.captions)}
-    safe = {i: preds[i] if preds[i].strip() else "nothing" for i in ids}  # empty generations score 0, not crash
-    caps = caption_scores(safe, refs, metrics=("BLEU-4", "ROUGE-L", "CIDEr"), backend="fast")
-    judged = run_judge_suite(safe, regionworld_benchmark(test), judge, vocabulary=VOCABULARY)
-    texts = [safe[i] for i in ids]
+    preds = {i: preds[i] for i in ids}  # empty generations are scored as the reference code scores them
+    caps = caption_scores(preds, refs, metrics=("BLEU-4", "ROUGE-L", "CIDEr"), backend="fast")
+    judged = run_judge_suite(preds, regionworld_benchmark(test), judge, vocabulary=VOCABULARY)
+    texts = [preds[i] for i in ids]
     acc = attribute_accuracy(texts, attrs)
     small = [k for k, a in enumerate(attrs) if a["size"] in ("tiny", "small")]
     acc["pattern (small objects)"] = (attribute_accuracy([texts[k] for k in small], [attrs[k] for k in small],
@@ -358,11 +358,10 @@ def main(argv=None) -> dict:
     timings["retrain on self-labels"] = time.perf_counter() - t0
 
     # scoring
-    from ray_jobs.judge_eval import JudgePool
+    from regionlib.evaluation.judges.pool import JudgePool, JudgeSpec
 
     t0 = time.perf_counter()
-    judge = JudgePool({"judge": "rule", "cache": str(out / "answers.sqlite"), "cpus_per_worker": 0.25}, [None],
-                      chunk_size=512)
+    judge = JudgePool(JudgeSpec(judge="rule", cache=str(out / "answers"), cpus_per_worker=0.25), chunk_size=512)
     per_seed: dict[str, dict[int, dict]] = {}
     for key, by_seed in results.items():
         for seed, r in by_seed.items():
@@ -371,6 +370,7 @@ def main(argv=None) -> dict:
                 per_seed.setdefault(name, {})[seed] = score_predictions(preds, test, judge)
                 if key == "sca" and prompt == "box":
                     per_seed.setdefault("sca:box", {})[seed] = per_seed["sca"][seed]
+    judge.close()
     timings["scoring"] = time.perf_counter() - t0
 
     regions_small = sum(len(s.regions) for s in splits["train"][: st.n_small])  # the labeled split: the first n_small

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--judge", choices=["openai", "rule"], default="openai")
     parser.add_argument("--rule-vocabulary", help="JSON {attribute: [values]} for --judge rule")
     parser.add_argument("--concurrency", type=int, default=8, help="judge requests in flight (--judge openai)")
-    parser.add_argument("--cache", help="judge answer cache (SQLite)")
+    parser.add_argument("--cache", help="judge answer cache directory (JSON-lines files, one per writer)")
     parser.add_argument("--out", type=Path, default=Path("outputs/evaluation"))
     parser.add_argument("--method", default="predictions", help="the method column of scores.csv")
     return parser

@@ -4,7 +4,7 @@
 records, reference captions, class names and which regions share an image — and
 `regionworld_benchmark` builds one from RegionWorld samples (its regions carry all of it).
 `run_judge_suite` scores region descriptions with any ``judge`` (``ask(prompts) -> replies``:
-a `Judge` or ``ray_jobs/judge_eval.py``'s pool of endpoints):
+a `Judge` or `regionlib.evaluation.judges.pool.JudgePool` over endpoints):
 
 * ``dlc``   — `evaluate_dlc_bench` (REFERENCE §3);
 * ``amber`` — per image, seed 001's yes/no prompt from the image's predicted region captions for

@@ -121,7 +121,10 @@ def parse_args(argv=None):
     p.add_argument("--vlm-model", default=None)
     p.add_argument("--vlm-concurrency", type=int, default=4)
     p.add_argument("--vlm-max-tokens", type=int, default=300)
-    p.add_argument("--cache", default=None, help="VLM answer cache (default: <out>/answers.sqlite)")
+    p.add_argument("--vlm-api-key-file", default=None,
+                   help="file holding the VLM endpoint's API key (default: $REGIONLIB_JUDGE_API_KEY / $OPENAI_API_KEY "
+                        "on the driver); read here and handed to the actors, never logged")
+    p.add_argument("--cache", default=None, help="VLM answer cache directory (default: <out>/answers)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--shard-size", type=int, default=8)
     p.add_argument("--actors", type=int, default=1)
@@ -204,10 +207,16 @@ def job_config(argv=None) -> tuple:
               "nms_iou": args.nms_iou, "min_detector": args.min_detector if proposals == "detector" else None,
               "clip": resolve(args.clip), "min_similarity": args.min_similarity, "candidates": args.candidates,
               "seed": args.seed}
-    cache = args.cache or str(args.out.resolve() / "answers.sqlite")
+    cache = args.cache or str(args.out.resolve() / "answers")
+    vlm_key = None
+    if config["vlm"] == "openai":  # read on the driver: actors on a running cluster get the raylet's environment
+        from ..evaluation.judges.openai_compatible import ApiKey
+
+        vlm_key = ApiKey.resolve(args.vlm_api_key_file)
     run_config = dict(config, gpus_per_actor=args.gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
                       fail_shard=args.fail_shard,
                       fail_marker=args.fail_marker, vlm_url=args.vlm_url, vlm_concurrency=args.vlm_concurrency,
+                      vlm_api_key=vlm_key,
                       cache=cache)  # not part of the manifest's config: where to reach things, not what to compute
     return args, config, run_config
 

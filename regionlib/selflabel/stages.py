@@ -110,7 +110,8 @@ class LabelWorker:
             from ..evaluation.judges import OpenAICompatibleVLM
 
             self.vlm = OpenAICompatibleVLM(base_url=config["vlm_url"], model=config["vlm_model"], cache=config["cache"],
-                                           concurrency=config["vlm_concurrency"], max_tokens=config["vlm_max_tokens"])
+                                           concurrency=config["vlm_concurrency"], max_tokens=config["vlm_max_tokens"],
+                                           api_key=config.get("vlm_api_key"))  # resolved on the driver
         if config["stage"] == "phrases":
             from .filters import CaptionerSimilarity, CLIPSimilarity, spacy_pipeline
 

@@ -168,8 +168,12 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     judge = ScriptedJudge(lambda p: "A", tmp_path / "e.sqlite")
     with pytest.raises(DataFormatError, match="ids differ"):
         evaluate_dlc_bench({"2": "x"}, {"1": QUESTION}, judge)
-    with pytest.raises(DataFormatError, match="non-empty str"):
-        evaluate_dlc_bench({"1": "  "}, {"1": QUESTION}, judge)
+    with pytest.raises(DataFormatError, match="must be a str"):
+        evaluate_dlc_bench({"1": None}, {"1": QUESTION}, judge)
+    # an empty description (a model that generated nothing) is asked like any other, as the released
+    # evaluator does: it is scored, not refused (the main job used to substitute "nothing")
+    scores, _ = evaluate_dlc_bench({"1": ""}, {"1": QUESTION}, judge)
+    assert scores.regions == 1
     with pytest.raises(DataFormatError, match="2 judge replies"):
         score_region("1", region_questions(QUESTION), ["A", "B"])
     bad = {**QUESTION, "details_positives": [{"question": "Which?", "choices": [["only one", 1]], "type": "positive"}]}
