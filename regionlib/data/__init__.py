@@ -22,7 +22,7 @@ RegionWorld, the embedded default dataset (`regionlib.data.regionworld`; text gr
             occluded_fraction, center_xy, background, draw_order),
         regions.data["questions"] (DLC-Bench record per region: details_recognition /
             details_positives / details_negatives, the released evaluator's format)
-    to_hf_dataset(samples) -> datasets.Dataset; save_regionworld(samples | {split: samples}, path)
+    regionworld_to_hf(samples) -> datasets.Dataset; save_regionworld(samples | {split: samples}, path)
     load_regionworld(path, *, split=None) -> list[RegionWorldSample] | {split: list}
     to_dlc_bench(samples, root)          # DLC-Bench release layout, read back by readers.dlc_bench
     pattern_visibility(sample, *, encoder_size=None) -> {"full": (N,), "focal": (N,)} pattern retention

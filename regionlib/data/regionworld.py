@@ -53,7 +53,7 @@ from .grammar import COLORS, PATTERNS, SHAPES, SIZES, VOCABULARY
 
 __all__ = [
     "VOCABULARY", "COLORS", "SPLITS", "PHOTOS", "RegionWorldConfig", "RegionWorldSample", "generate_sample",
-    "generate_regionworld", "generate_splits", "to_hf_dataset", "save_regionworld", "load_regionworld",
+    "generate_regionworld", "generate_splits", "regionworld_to_hf", "save_regionworld", "load_regionworld",
     "to_dlc_bench", "pattern_visibility", "attribute_accuracy",
 ]
 
@@ -505,7 +505,7 @@ def _features():
     })
 
 
-def to_hf_dataset(samples: Sequence[RegionWorldSample]):
+def regionworld_to_hf(samples: Sequence[RegionWorldSample]):
     """An HF `datasets.Dataset`, one row per image: PNG image, seed, config, regions (RLE masks)."""
     import datasets
 
@@ -517,9 +517,9 @@ def save_regionworld(samples: Sequence[RegionWorldSample] | Mapping[str, Sequenc
     import datasets
 
     if isinstance(samples, Mapping):
-        ds = datasets.DatasetDict({name: to_hf_dataset(v) for name, v in samples.items()})
+        ds = datasets.DatasetDict({name: regionworld_to_hf(v) for name, v in samples.items()})
     else:
-        ds = to_hf_dataset(samples)
+        ds = regionworld_to_hf(samples)
     ds.save_to_disk(str(path))
     return ds
 

@@ -18,9 +18,9 @@ Heavy dependencies (Java, spaCy, sentence-transformers, torch, matplotlib) load 
 from .api import METRICS, evaluate
 from .caption_metrics import CAPTION_METRICS, CaptionScores, JavaUnavailable, caption_scores
 from .dlc_bench import DLCBenchScores, evaluate_dlc_bench, replay_released_cache
-from .formats import load_dlc_questions, load_predictions, load_references
+from .formats import load_predictions, load_question_file, load_references
 from .segmentation import grefcoco_scores, panoptic_quality
 
 __all__ = ["METRICS", "evaluate", "CAPTION_METRICS", "CaptionScores", "JavaUnavailable",
            "caption_scores", "DLCBenchScores", "evaluate_dlc_bench", "replay_released_cache", "load_predictions",
-           "load_references", "load_dlc_questions", "panoptic_quality", "grefcoco_scores"]
+           "load_references", "load_question_file", "panoptic_quality", "grefcoco_scores"]

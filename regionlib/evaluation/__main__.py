@@ -21,7 +21,8 @@ import json
 from pathlib import Path
 
 from .api import DEFAULT_METRICS, METRICS, evaluate
-from .formats import load_dlc_questions, load_predictions, load_references, read_json
+from ..data.readers.base import read_json
+from .formats import load_predictions, load_question_file, load_references
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,14 +58,14 @@ def main(argv=None) -> dict:
         if args.judge == "rule":
             if not args.rule_vocabulary:
                 raise SystemExit("--judge rule needs --rule-vocabulary")
-            judge = RuleJudge(read_json(args.rule_vocabulary), cache=args.cache)
+            judge = RuleJudge(read_json(args.rule_vocabulary, "rule-judge vocabulary file", expect=dict), cache=args.cache)
         else:
             judge = OpenAICompatibleJudge(cache=args.cache, concurrency=args.concurrency)
     if "DLC-Bench" in args.metrics:
         if not args.dlc_questions:
             raise SystemExit("DLC-Bench needs --dlc-questions")
-        questions = load_dlc_questions(args.dlc_questions)
-        class_names = read_json(args.class_names) if args.class_names else None
+        questions = load_question_file(args.dlc_questions)
+        class_names = read_json(args.class_names, "class-name file", expect=dict) if args.class_names else None
     result = evaluate(predictions, references, args.metrics, questions=questions, class_names=class_names,
                       judge=judge, backend=args.backend)
     from .report import write_report

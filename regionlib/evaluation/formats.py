@@ -10,7 +10,7 @@ References (`load_references`), either
 * ``{"<id>": ["caption", ...], ...}`` (a single str is taken as a one-element list), or
 * COCO captions: ``{"annotations": [{"image_id": <id>, "caption": "..."}, ...], ...}``.
 
-DLC-Bench questions (`load_dlc_questions`): the released evaluator's cache (``*_eval.json``:
+DLC-Bench questions (`load_question_file`): the released evaluator's cache (``*_eval.json``:
 ``{"<id>": {"details_recognition", "details_positives", "details_negatives", ...}, "avg_pos": ...}``;
 the aggregate numbers are skipped) or the annotation file ``qa.json`` (``{"<id>": [question, ...]}``,
 with ``class_names.json`` ``{"<id>": "class"}`` for the recognition questions).
@@ -18,24 +18,13 @@ with ``class_names.json`` ``{"<id>": "class"}`` for the recognition questions).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping
 
+from ..data.readers.base import read_json
 from ..errors import DataFormatError
 
-__all__ = ["read_json", "load_predictions", "load_references", "load_dlc_questions"]
-
-
-def read_json(path: str | Path):
-    """Parsed JSON of ``path``; `DataFormatError` naming the file when it is missing or invalid."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(f"{path}: file not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataFormatError(f"{path}: not valid JSON ({exc})") from exc
+__all__ = ["load_predictions", "load_references", "load_question_file"]
 
 
 def _coco_records(path, records, what: str):
@@ -49,7 +38,7 @@ def _coco_records(path, records, what: str):
 
 def load_predictions(path: str | Path) -> dict[str, str]:
     """``{id: caption}`` from either predictions format (see the module docstring)."""
-    data = read_json(path)
+    data = read_json(path, "predictions file")
     if isinstance(data, list):
         out: dict[str, str] = {}
         for key, caption in _coco_records(path, data, "record"):
@@ -64,7 +53,7 @@ def load_predictions(path: str | Path) -> dict[str, str]:
 
 def load_references(path: str | Path) -> dict[str, list[str]]:
     """``{id: [caption, ...]}`` from either references format (see the module docstring)."""
-    data = read_json(path)
+    data = read_json(path, "references file")
     if isinstance(data, Mapping) and "annotations" in data:
         out: dict[str, list[str]] = {}
         for key, caption in _coco_records(path, data["annotations"], "annotations"):
@@ -75,9 +64,10 @@ def load_references(path: str | Path) -> dict[str, list[str]]:
     raise DataFormatError(f"{path}: expected {{id: [captions]}} or COCO captions with 'annotations'")
 
 
-def load_dlc_questions(path: str | Path) -> dict:
-    """``{id: question record}`` from a released ``*_eval.json`` cache or a ``qa.json`` file."""
-    data = read_json(path)
+def load_question_file(path: str | Path) -> dict:
+    """``{id: question record}`` from one file: a released ``*_eval.json`` cache or a ``qa.json`` (a whole
+    DLC-Bench release directory: `regionlib.data.readers.dlc_bench.load_dlc_questions`)."""
+    data = read_json(path, "DLC-Bench question file")
     if not isinstance(data, Mapping):
         raise DataFormatError(f"{path}: expected a JSON object id -> questions")
     out = {str(k): v for k, v in data.items() if isinstance(v, (Mapping, list))}

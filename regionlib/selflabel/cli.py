@@ -142,9 +142,9 @@ def _classes(args) -> list[str] | None:
         text = Path(args.classes[1:]).read_text() if args.classes.startswith("@") else args.classes.replace(",", "\n")
         names = [c.strip() for c in text.splitlines() if c.strip()]
     elif args.coco:
-        from ..evaluation.formats import read_json
+        from ..data.readers.base import read_json
 
-        names = [str(c["name"]) for c in sorted(read_json(args.coco).get("categories", []), key=lambda c: c["id"])]
+        names = [str(c["name"]) for c in sorted(read_json(args.coco, "COCO annotation file", expect=dict).get("categories", []), key=lambda c: c["id"])]
     elif args.regionworld:
         from ..data.grammar import SHAPES
 
@@ -190,9 +190,9 @@ def job_config(argv=None) -> tuple:
     resolve = (lambda v: str(Path(v).resolve()) if v else None)
     captions = None
     if args.captions:
-        from ..evaluation.formats import read_json
+        from ..data.readers.base import read_json
 
-        captions = {str(k): v for k, v in read_json(args.captions).items()}
+        captions = {str(k): v for k, v in read_json(args.captions, "captions file", expect=dict).items()}
     config = {"stage": args.stage, "regionworld": args.regionworld, "images": resolve(args.images),
               "coco": resolve(args.coco), "captions": captions, "world_seed": args.world_seed,
               "split": args.split or ("train" if args.stage == "keywords" else "unlabeled"),

@@ -26,6 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import RegionLibError
+from ..evaluation.content import spacy_pipeline  # the one spaCy loader (re-exported)
 from ..focal import crop_boxes
 from ..images import to_rgb_uint8
 from ..masks import as_mask_batch
@@ -169,24 +170,6 @@ def noun_phrases(captions: Iterable[str], nlp) -> list[list[str]]:
                 phrases.append(" ".join(words))
         out.append(phrases)
     return out
-
-
-def spacy_pipeline(name: str | None = None):
-    """A spaCy pipeline: ``name`` (a package or path), default the English ``en_core_web_sm``.
-
-    Raises `RegionLibError` saying how to install one when it is missing.
-    """
-    if name is None:
-        from ..evaluation.content import load_spacy
-
-        return load_spacy()
-    import spacy
-
-    try:
-        return spacy.load(name)
-    except OSError as exc:
-        raise RegionLibError(f"spaCy pipeline {name!r} is not installed: pip install it (e.g. "
-                             f"python -m spacy download {name}) or pass a path ({exc})") from None
 
 
 class CaptionerSimilarity:

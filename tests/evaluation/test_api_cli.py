@@ -61,7 +61,7 @@ def test_file_format_errors_name_the_file(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(DataFormatError, match="bad.json: not valid JSON"):
         load_predictions(tmp_path / "bad.json")
-    with pytest.raises(DataFormatError, match="file not found"):
+    with pytest.raises(DataFormatError, match="missing.json does not exist"):
         load_references(tmp_path / "missing.json")
     (tmp_path / "dup.json").write_text(json.dumps([{"image_id": 1, "caption": "a"}, {"image_id": 1, "caption": "b"}]))
     with pytest.raises(DataFormatError, match="more than one caption for image_id 1"):
@@ -74,7 +74,7 @@ def test_file_format_errors_name_the_file(tmp_path):
 
 
 def test_released_dlc_cache_loads_as_questions(reference_data):
-    from regionlib.evaluation import load_dlc_questions
+    from regionlib.evaluation import load_question_file
 
-    questions = load_dlc_questions(reference_data / "dlc_bench" / "dam_3b_v1_eval.json")
+    questions = load_question_file(reference_data / "dlc_bench" / "dam_3b_v1_eval.json")
     assert len(questions) == 100 and "avg_pos" not in questions
