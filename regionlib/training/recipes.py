@@ -171,6 +171,7 @@ class TrainState:
         beside it. Collective. A checkpoint without ``sharded/`` (written by DDP or one process) is a
         `CheckpointError`: resume those with ``run.strategy=ddp``."""
         import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
         from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
         d = Path(directory)
@@ -180,8 +181,8 @@ class TrainState:
         meta = json.loads((d / "state.json").read_text())
         model_sd, optim_sd = get_state_dict(model, optimizer)
         state = {"model": model_sd, "optim": optim_sd}
-        try:
-            dcp.load(state, checkpoint_id=str(d / "sharded"))
+        try:  # partial: parameters that never had a gradient (DAM's unused blocks) have no optimizer state
+            dcp.load(state, checkpoint_id=str(d / "sharded"), planner=DefaultLoadPlanner(allow_partial_load=True))
         except Exception as exc:  # DCP raises CheckpointException / RuntimeError on a mismatch
             raise CheckpointError(f"{d}/sharded disagrees with the model or optimizer ({exc})") from exc
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])

@@ -118,28 +118,41 @@ def test_two_fsdp_ranks_stay_in_sync_and_equal_one_rank_with_the_same_global_bat
     _assert_same(ref, {k: v for k, v in loaded.state_dict().items()}, atol=1e-6)
 
 
-def test_sharded_checkpoint_resumes_on_another_worker_count(tmp_path):
-    """Bugs caught: DCP shards that only load on the same world size, optimizer state (Adam moments, step)
-    or scheduler lost on resume (the resumed weights would differ from the uninterrupted run), a resume
-    that restarts from step 0 (metrics would repeat steps 1-2)."""
-    torch.set_num_threads(1)
-    whole = train_local(_cfg(tmp_path, "whole", batch_size=4, steps=4, strategy="ddp"), str(tmp_path / "whole"))
-    first = tmp_path / "first"
-    torchrun(tmp_path, _cfg(tmp_path, "first", batch_size=2, steps=4, extra=("train.checkpoint_every=2",)),
-             first, nproc=2)
-    ckpt = first / "checkpoint_000002"
-    assert (ckpt / "sharded" / "__1_0.distcp").is_file()  # rank 1's shard made it into the checkpoint
-    resumed = tmp_path / "resumed"
-    cfg = _cfg(tmp_path, "resumed", batch_size=4, steps=4)
+def _resume(tmp: Path, name: str, ckpt: Path, *, nproc: int) -> Path:
+    cfg = _cfg(tmp, name, batch_size=4 // nproc, steps=4)
     cfg["resume_from"] = str(ckpt)
-    torchrun(tmp_path, cfg, resumed, nproc=1)  # 2 ranks -> 1 rank
-    _assert_same(_weights(whole), _weights(resumed / "checkpoint_000004"), atol=1e-6)
-    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [3, 4]
-    # and 1 rank -> 2 ranks: resume the 1-rank run's step-2... from the 2-rank run's own step-4 equal run
-    back = tmp_path / "back"
-    cfg = _cfg(tmp_path, "back", batch_size=2, steps=6)
-    cfg["resume_from"] = str(resumed / "checkpoint_000004")
-    whole6 = train_local(_cfg(tmp_path, "whole6", batch_size=4, steps=6, strategy="ddp"), str(tmp_path / "whole6"))
-    torchrun(tmp_path, cfg, back, nproc=2)
-    _assert_same(_weights(whole6), _weights(back / "checkpoint_000006"), atol=1e-6)
+    torchrun(tmp, cfg, tmp / name, nproc=nproc)
+    steps = [json.loads(line)["step"] for line in (tmp / name / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [3, 4]  # resumed at step 2, not retrained from scratch
+    return tmp / name / "checkpoint_000004"
+
+
+def test_sharded_checkpoint_resumes_on_another_worker_count(tmp_path):
+    """Bugs caught: DCP shards that only load on the world size that wrote them, a shard missing from the
+    merged checkpoint, optimizer state (Adam moments, step) or scheduler lost on resume (the resumed
+    weights would differ from the uninterrupted run), a resume that restarts from step 0 (metrics would
+    repeat steps 1-2). Global batch 4 throughout: 2 ranks x 2 or 1 rank x 4."""
+    torch.set_num_threads(1)
+    whole = _weights(train_local(_cfg(tmp_path, "whole", batch_size=4, steps=4, strategy="ddp"),
+                                 str(tmp_path / "whole")))
+    for first_ranks, then_ranks in ((2, 1), (1, 2)):
+        first = tmp_path / f"first{first_ranks}"
+        torchrun(tmp_path, _cfg(tmp_path, first.name, batch_size=4 // first_ranks, steps=4), first, nproc=first_ranks)
+        ckpt = first / "checkpoint_000002"
+        assert (ckpt / "sharded" / f"__{first_ranks - 1}_0.distcp").is_file()  # the last rank's shard is there
+        _assert_same(whole, _weights(first / "checkpoint_000004"), atol=1e-6)  # uninterrupted FSDP == reference
+        resumed = _resume(tmp_path, f"resumed{first_ranks}to{then_ranks}", ckpt, nproc=then_ranks)
+        _assert_same(whole, _weights(resumed), atol=1e-6)
+
+
+def test_fsdp_checkpoint_refused_by_ddp_resume(tmp_path):
+    """Bug caught: a DDP resume from an FSDP checkpoint silently restarting the optimizer (no
+    optimizer.safetensors there: its state lives in the shards)."""
+    from regionlib.errors import CheckpointError
+
+    first = tmp_path / "f"
+    torchrun(tmp_path, _cfg(tmp_path, "f", batch_size=2, steps=2), first, nproc=1)
+    cfg = _cfg(tmp_path, "d", batch_size=2, steps=4, strategy="ddp")
+    cfg["resume_from"] = str(first / "checkpoint_000002")
+    with pytest.raises(CheckpointError, match="strategy=fsdp"):
+        train_local(cfg, str(tmp_path / "d"))
