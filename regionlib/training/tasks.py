@@ -16,6 +16,18 @@ Registered:
   Each region is given as `Regions` (mask and box); the model's ``region_inputs`` turns it into
   its own prompt (DAM: the variant's focal prompt; SCA: the box). With no pixel augmentation the
   (frozen, region-independent) image encodings of up to ``state_cache`` images are kept.
+
+  ``feature_cache: DIR`` (SCA): the frozen SAM's image embeddings come from a feature cache
+  (`regionlib.feature_cache.FeatureCache`, written by ``ray_jobs/cache_features.py``) instead of
+  running SAM's image encoder: ``cache[image_id]`` ``(C, g, g)`` per image, keyed by the source
+  items' ``image_id`` (`regionlib.training.data.ImageItem`), shape-checked against the model's SAM
+  embedding; a missing id or another shape is a `DataFormatError` naming the image. The image's
+  pixels are not read then (only its size, from the regions). The cache must have been written by
+  the same SAM weights over the same images *with the same ids*: ``cache_features.py --images DIR``
+  names each image by its path relative to DIR without suffix, so use it on a folder whose file
+  names are the reader's image ids (RegionWorld: `RegionWorldSample.image_id`; COCO / LVIS: the
+  image id; ...). Only without pixel augmentation (large-scale
+  jitter / flip change the pixels the cache stands for): refused with ``augment.lsj`` / ``hflip``.
 """
 
 from __future__ import annotations
@@ -89,6 +101,7 @@ class RegionCaptionTask:
     augment: dict = field(default_factory=dict)  # regionlib.training.data.Augmentation fields
     epoch_size: int | None = None
     state_cache: int = 256
+    feature_cache: str | None = None  # a FeatureCache directory of SAM embeddings (SCA), instead of the encoder
     overrides: dict = field(default_factory=dict)
     seed: int = 0
     _sources: list | None = field(default=None, init=False, repr=False)
@@ -103,6 +116,10 @@ class RegionCaptionTask:
             self._augment = Augmentation(**self.augment)
         except TypeError as exc:
             raise ConfigError(f"task.augment: {exc}") from exc
+        self._features = None
+        if self.feature_cache is not None and self._augment.changes_pixels:
+            raise ConfigError(f"task.feature_cache={self.feature_cache!r} stands for the unaugmented images: it "
+                              "cannot be used with pixel augmentation (augment.lsj / augment.hflip); drop one")
 
     def build_model(self):
         """The preset (a real LM by ``lm__path`` brings its own tokenizer; the tiny ones learn RegionWorld's words)."""
@@ -151,7 +168,8 @@ class RegionCaptionTask:
                 else:
                     state = self._states.get((s, i))
                     if state is None:
-                        state = model.encode_image(item.load())
+                        state = (self._cached_state(item, regions) if self.feature_cache is not None
+                                 else model.encode_image(item.load()))
                         if len(self._states) < self.state_cache:
                             self._states[(s, i)] = state
             kwargs = {} if prompts is None else {"prompts": prompts}
@@ -159,6 +177,35 @@ class RegionCaptionTask:
         if not batches:
             raise ConfigError("a batch lost every region to augmentation; widen augment.lsj.scale_range")
         return model.collate(batches)
+
+    def _cached_state(self, item, regions):
+        """The `ImageState` of ``item`` from the feature cache: SAM's embedding ``(1, C, g, g)`` on the model's
+        device, the image itself a zero-copy blank of its size (its pixels stand in the cache)."""
+        from ..errors import DataFormatError
+        from ..feature_cache import FeatureCache
+        from ..models.interface import ImageState
+
+        model = self._model
+        sam = getattr(model, "sam", None)
+        if sam is None:
+            raise ConfigError(f"task.feature_cache holds SAM image embeddings; preset {self.preset!r} has no SAM")
+        if self._features is None:
+            self._features = FeatureCache(self.feature_cache)
+        pe = sam.prompt_encoder
+        want = (pe.embed_dim, *pe.image_embedding_size)
+        key = str(item.image_id)
+        if key not in self._features:
+            raise DataFormatError(f"image {key!r} is not in the feature cache {self.feature_cache} "
+                                  f"({len(self._features)} images): it must be written over the same images with "
+                                  "the same ids (ray_jobs/cache_features.py --images DIR names them by path)")
+        emb = self._features[key]
+        if tuple(emb.shape) != want:
+            raise DataFormatError(f"image {key!r}: the feature cache {self.feature_cache} holds a "
+                                  f"{tuple(emb.shape)} embedding, the model's SAM makes {want}: another SAM")
+        dtype = next(sam.parameters()).dtype
+        h, w = regions.image_size
+        blank = np.broadcast_to(np.zeros((1, 1, 3), dtype=np.uint8), (int(h), int(w), 3))
+        return ImageState(blank, {"image_embeddings": emb[None].to(model.device, dtype=dtype)})
 
     def loss(self, model, batch, *, label_smoothing: float | None = None, reduction: str = "mean") -> torch.Tensor:
         """The loss through ``model``'s ``forward`` (DDP / FSDP synchronise gradients there); the task's
