@@ -3,11 +3,15 @@
 Config sections: ``task`` (what to train: a name from `regionlib.training.tasks.TASKS` and its
 options: model preset, data, LoRA), ``recipe`` (a named recipe of `regionlib.training.recipes`
 plus overrides), ``train`` (batch size per worker, steps, checkpoint / validation / log intervals,
-seed) and ``run`` (workers, GPUs, precision, storage path, run name, max failures).
+seed) and ``run`` (workers, GPUs, precision, storage path, run name, max failures, ``strategy``:
+``ddp`` or ``fsdp``).
 
 Each step every rank takes its share of one global batch (one shuffle per epoch, the same on
-every rank and after restarts) and computes the loss through the (DDP-wrapped) model's
-``forward``, so gradients are all-reduced. Checkpoints (`TrainState`: a
+every rank and after restarts) and computes the loss through the wrapped model's ``forward``
+(DDP replicas, or FSDP2 shards with ``run.strategy=fsdp``: `fsdp_shard`), so gradients are
+all-reduced (reduce-scattered). FSDP checkpoints hold every rank's DCP shard under ``sharded/``
+(they resume on any worker count) beside rank 0's consolidated model directory; validation under
+FSDP runs on rank 0 over an unsharded copy gathered from all ranks. Checkpoints (`TrainState`: a
 `RegionModel.save_pretrained` directory plus optimizer / scheduler / RNG state, so
 `RegionModel.from_pretrained` opens it) are reported every ``train.checkpoint_every`` steps;
 after a worker failure Ray restarts the workers (``run.max_failures``) and the loop resumes from
@@ -537,10 +541,12 @@ def newest_checkpoint(run_dir: str | Path) -> Path | None:
     best, best_step = None, -1
     for d in Path(run_dir).glob("checkpoint_*"):
         try:
-            step = int(json.loads((d / "state.json").read_text())["step"])
+            meta = json.loads((d / "state.json").read_text())
+            step = int(meta["step"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not a (complete) training checkpoint
-        if step > best_step and (d / "model.safetensors").is_file():
+        sharded_ok = not meta.get("sharded") or (d / "sharded" / ".metadata").is_file()
+        if step > best_step and (d / "model.safetensors").is_file() and sharded_ok:
             best, best_step = d, step
     return best
 
