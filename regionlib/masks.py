@@ -369,8 +369,9 @@ def resize_masks(masks, size: tuple[int, int], *, mode: str = "area", name: str 
     """Resize ``(N, H, W)`` masks to a ``size = (h, w)`` grid -> ``(N, h, w)`` float32 tensor.
 
     ``mode="area"``: each cell holds the fraction of its pixels inside the mask (adaptive
-    average pooling; soft weights for mask pooling). ``mode="nearest"``: 0/1 values. Bool tensors
-    stay on their device (the result is there too); numpy masks resize on the CPU.
+    average pooling; soft weights for mask pooling). ``mode="nearest"``: 0/1 values. Bool tensors on
+    an accelerator stay there (separable bin-average matmuls, the result on that device); numpy masks
+    and CPU tensors take the CPU path (exact byte-lane block counts when the grid divides the image).
     """
     if mode not in ("area", "nearest"):
         raise InvalidMaskError(f"mode must be 'area' or 'nearest', got {mode!r}")
@@ -380,20 +381,21 @@ def resize_masks(masks, size: tuple[int, int], *, mode: str = "area", name: str 
         raise InvalidMaskError(f"size must be (h, w), two integers, got {size!r}") from exc
     if h <= 0 or w <= 0:
         raise InvalidMaskError(f"size must be positive (h, w), got {size!r}")
-    if isinstance(masks, torch.Tensor) and masks.dtype == torch.bool:
+    if isinstance(masks, torch.Tensor) and masks.dtype == torch.bool and masks.device.type != "cpu":
         t = masks[None] if masks.ndim == 2 else masks
         if t.ndim != 3:
             raise InvalidMaskError(f"{name} must have shape (N, H, W), got {tuple(masks.shape)}")
-        if mode == "area":  # on the masks' own device, exact: separable bin averages
+        if mode == "area":  # on the masks' own device, exact: separable bin averages (matmuls)
             return _area_fraction(t, h, w)
         return F.interpolate(t.float()[:, None], size=(h, w), mode="nearest")[:, 0]
-    else:
-        batch = as_mask_batch(masks, name, allow_empty=True)
-        if mode == "area":
-            fast = _block_fraction(batch, h, w)
-            if fast is not None:
-                return torch.from_numpy(fast)
-        t = torch.from_numpy(batch.astype(np.float32))
+    if isinstance(masks, torch.Tensor) and masks.dtype == torch.bool:
+        masks = masks.numpy()  # on the CPU: the byte-lane block counts below are faster (zero-copy view)
+    batch = as_mask_batch(masks, name, allow_empty=True)
+    if mode == "area":
+        fast = _block_fraction(batch, h, w)
+        if fast is not None:
+            return torch.from_numpy(fast)
+    t = torch.from_numpy(batch.astype(np.float32))
     if mode == "area":
         return F.adaptive_avg_pool2d(t[:, None], (h, w))[:, 0]
     return F.interpolate(t[:, None], size=(h, w), mode="nearest")[:, 0]

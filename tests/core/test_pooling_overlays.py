@@ -110,7 +110,7 @@ def test_tensor_masks_pool_on_their_device_equal_to_the_numpy_path(grid):
     not divide the image (e.g. 27 x 27)."""
     import torch.nn.functional as F
 
-    from regionlib.masks import resize_masks
+    from regionlib.masks import _area_fraction, resize_masks
     from regionlib.pooling import mask_pool
 
     rng = np.random.default_rng(1)
@@ -118,6 +118,7 @@ def test_tensor_masks_pool_on_their_device_equal_to_the_numpy_path(grid):
     t = torch.from_numpy(masks)
     ref = F.adaptive_avg_pool2d(t.float()[:, None], grid)[:, 0]
     torch.testing.assert_close(resize_masks(t, grid), ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(_area_fraction(t, *grid, chunk=2), ref, atol=1e-6, rtol=0)  # the accelerator path
     feats = torch.randn(8, *grid)
     a = mask_pool(feats, masks).tokens
     b = mask_pool(feats, t).tokens
