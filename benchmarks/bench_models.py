@@ -121,9 +121,9 @@ def flops_and_parameters(preset: str) -> dict:
         lm.lm(inputs_embeds=torch.cat([ctx, lm.embed_ids(ids).to(ctx.dtype)], 1))
 
     if isinstance(model, DAM):
-        s = model.backbone.image_size
-        x = {"full_image": torch.zeros(1, 3, s, s, device=device), "full_mask": torch.ones(1, 1, s, s, device=device),
-             "crop_image": torch.zeros(1, 3, s, s, device=device), "crop_mask": torch.ones(1, 1, s, s, device=device)}
+        s = model.backbone.image_size  # (H, W) of the encoder's processor
+        x = {"full_image": torch.zeros(1, 3, *s, device=device), "full_mask": torch.ones(1, 1, *s, device=device),
+             "crop_image": torch.zeros(1, 3, *s, device=device), "crop_mask": torch.ones(1, 1, *s, device=device)}
         image_flops = 0  # DAM's encoder passes depend on the mask: all per region
         region_flops = _count_flops(lambda: lm_pass(model.prefix(x)))
     elif isinstance(model, SCA):

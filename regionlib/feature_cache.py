@@ -16,7 +16,7 @@ from safetensors.torch import save
 from .errors import DataFormatError
 from .shards import ShardSpec, atomic_write_bytes, load_manifest, verify_shard
 
-__all__ = ["write_feature_shard", "FeatureCache"]
+__all__ = ["write_feature_shard", "FeatureCache", "cache_sam_features"]
 
 
 def write_feature_shard(path: str | Path, spec: ShardSpec, features: dict[str, torch.Tensor]) -> None:
@@ -66,3 +66,52 @@ class FeatureCache:
                 verify_shard(self.root, name, self._entries[name], ".safetensors")
             self._open[name] = safe_open(str(path), framework="pt", device="cpu")
         return self._open[name].get_tensor(str(key))
+
+
+def _sam_work(paths: dict[str, str], preset: str, checkpoint: str | None, device: str):
+    """Factory run once per actor: builds SAM there and returns the shard worker."""
+
+    def build():
+        from .images import load_image
+        from .sam import SamSegmenter, build_sam
+
+        segmenter = SamSegmenter(build_sam(preset, checkpoint=checkpoint).to(device))
+
+        def work(spec, shard_path):
+            feats = {}
+            with torch.no_grad():
+                for image_id in spec.ids:
+                    segmenter.set_image(load_image(paths[image_id]))
+                    feats[str(image_id)] = segmenter.predictor.get_image_embedding()[0].cpu()
+            write_feature_shard(shard_path, spec, feats)
+            return len(feats)
+
+        return work
+
+    return build
+
+
+def cache_sam_features(images: str | Path, out: str | Path, *, sam_preset: str = "tiny", sam_checkpoint: str | None = None,
+                       shard_size: int = 16, actors: int = 1, cpus_per_actor: float = 0.5, gpus_per_actor: float = 0,
+                       address: str | None = None) -> dict:
+    """SAM's image embedding of every image under ``images`` into the sharded cache ``out`` (Ray Data actors;
+    image id = path relative to ``images`` without suffix). A rerun skips finished shards. Returns run stats."""
+    import time
+
+    from .data.image_folder import list_images
+    from .distributed import init_ray, run_shards
+    from .shards import ShardedWriter, plan_shards
+
+    paths = list_images(images)
+    config = {"encoder": "sam", "preset": sam_preset, "checkpoint": sam_checkpoint,
+              "images": str(Path(images).resolve()), "shard_size": shard_size}
+    writer = ShardedWriter(out, kind="sam_image_embeddings", config=config, suffix=".safetensors")
+    specs = plan_shards(paths, shard_size)
+    init_ray(address)
+    t0 = time.perf_counter()
+    device = "cuda" if gpus_per_actor > 0 else "cpu"
+    stats = run_shards(writer, specs, _sam_work(paths, sam_preset, sam_checkpoint, device), actors=actors,
+                       num_cpus=cpus_per_actor, num_gpus=gpus_per_actor)
+    writer.compact()  # the per-shard manifest log folded into manifest.json, once
+    stats["seconds"] = round(time.perf_counter() - t0, 2)
+    return stats

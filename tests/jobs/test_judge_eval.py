@@ -24,10 +24,12 @@ def test_judge_eval_survives_failing_endpoints_and_reruns_for_free(local_ray, tm
 
     preds = regionworld_predictions(tmp_path, 3)
     served = RuleJudge(VOCABULARY, cache=tmp_path / "server")
-    faults = Faults(fail_every=4, garbage_every=9)
-    with serve_judge(served, faults=faults) as a, serve_judge(served, faults=faults) as b:
+    # each endpoint fails its every 4th request; 8 attempts per prompt, so no prompt can land on a failing
+    # request every time however the concurrent requests interleave (4 attempts could, under load)
+    with serve_judge(served, faults=Faults(fail_every=4, garbage_every=9)) as a, \
+            serve_judge(served, faults=Faults(fail_every=4, garbage_every=9)) as b:
         argv = ["--predictions", str(tmp_path / "preds.json"), "--regionworld", "3", "--judge", "openai",
-                "--model", "rule", "--endpoints", f"{a.url},{b.url}", "--concurrency", "2", "--max-retries", "3",
+                "--model", "rule", "--endpoints", f"{a.url},{b.url}", "--concurrency", "2", "--max-retries", "7",
                 "--backoff", "0.01", "--chunk-size", "16", "--out", str(tmp_path / "out")]
         first = judge_eval.main(argv)
         requests = a.requests + b.requests

@@ -20,7 +20,7 @@ def _numbers(obj):
 
 
 def test_quick_main_job(local_ray, tmp_path):
-    from ray_jobs import replicate
+    from regionlib import replication as replicate
 
     results = replicate.main(["--quick", "--out", str(tmp_path)])
     assert (tmp_path / "report.html").stat().st_size > 10_000  # tables + two embedded figures
@@ -47,7 +47,7 @@ def test_quick_main_job(local_ray, tmp_path):
 
 def test_output_directory_not_written_by_the_job_is_refused_not_deleted(tmp_path):
     """Bug caught: ``--out DIR`` deleted DIR/data, DIR/runs, DIR/self_labels whatever they held."""
-    from ray_jobs import replicate
+    from regionlib import replication as replicate
     from regionlib.errors import ConfigError
 
     precious = tmp_path / "data" / "thesis.txt"
