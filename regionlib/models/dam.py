@@ -225,6 +225,22 @@ class LocalizedBackbone(nn.Module):
         return out.reshape(b, -1, out.shape[-1]) if video else out
 
 
+def _warn_vanished(mask_channel: torch.Tensor, processor, regions: Regions) -> None:
+    """Warn when a region's mask is below half a pixel everywhere in the encoder's full-image mask channel
+    ``(N, 1, S, S)`` (e.g. a 3-px mask of a 1024-px image at 384 px): the global pass cannot see it; only the
+    crop (focal variants) still can."""
+    half = (0.5 - processor.mean[0]) / processor.std[0]  # a mask value of 127.5 / 255 after normalisation
+    gone = ~(mask_channel.flatten(1) > half).any(1)
+    if gone.any():
+        import warnings
+
+        idx = gone.nonzero()[:, 0].tolist()
+        ids = [regions.ids[i] for i in idx] if regions.ids is not None else idx
+        warnings.warn(f"regions {ids[:10]} vanish from DAM's full-image mask channel at the encoder's "
+                      f"{tuple(mask_channel.shape[-2:])} input (under half a pixel everywhere); only a crop "
+                      "variant still sees them", stacklevel=3)
+
+
 def build_projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
     """``"linear"`` or ``"mlp2x_gelu"`` (LLaVA / VILA's 2-layer MLP) from vision width to LM width."""
     if kind == "linear":
@@ -309,6 +325,7 @@ class DAM(Captioner, RegionModel):
         if spec.global_pass:
             batch["full_image"] = state.tensors["full_image"]
             batch["full_mask"] = proc.masks(list(mask_t))
+            _warn_vanished(batch["full_mask"], proc, regions)
         if spec.crop_mode is not None:
             boxes = crop_boxes(masks, spec.crop_mode, expansion=self.config.focal_expansion,
                                min_size=self.config.focal_min_size)

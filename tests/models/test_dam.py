@@ -143,3 +143,19 @@ def test_per_region_prompts_replace_the_template_instruction(world):
     assert len(model.generate(batch, max_new_tokens=3)) == 2
     with pytest.raises(ConfigError, match="one per region"):
         inputs(model, s.image, s.regions[:2], prompts=["only one"])
+
+
+def test_a_mask_too_small_for_the_full_image_channel_is_warned_about(world):
+    """Bug caught: masks of a few pixels vanishing from DAM's full-image mask channel without a word
+    (the global pass then describes an unmarked image)."""
+    model = create_model("tiny-dam").eval()
+    s = world[0]
+    tiny = np.zeros((1, *s.image.shape[:2]), dtype=bool)
+    tiny[0, 100:102, 100:101] = True  # 2 px of a 256-px image, at a 64-px encoder input
+    with pytest.warns(UserWarning, match="vanish from DAM's full-image mask channel"):
+        inputs(model, s.image, Regions.from_masks(tiny))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        inputs(model, s.image, s.regions)  # ordinary regions: no warning
