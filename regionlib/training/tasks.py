@@ -32,7 +32,6 @@ Registered:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,11 +40,6 @@ import torch
 from ..errors import ConfigError
 
 __all__ = ["TASKS", "create_task", "load_trained_model", "RegionCaptionTask", "self_labeled_regions"]
-
-
-def _words(text: str) -> str:
-    """Lower-cased words, punctuation dropped (PTB-like, no Java needed for a validation metric)."""
-    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def self_labeled_regions(directory) -> list[tuple]:
@@ -214,9 +208,10 @@ class RegionCaptionTask:
         return model(batch, label_smoothing=ls, reduction=reduction).loss
 
     def evaluate(self, model) -> dict:
-        """CIDEr-D of greedy captions of the validation regions, through `RegionPredictor`."""
+        """CIDEr-D of greedy captions of the validation regions, through `RegionPredictor`, on the PTB
+        tokens of the final evaluation (`regionlib.evaluation.ptb`: pycocoevalcap's tokens)."""
         from ..data.regionworld import generate_regionworld
-        from ..evaluation.fast_captions import cider_d
+        from ..evaluation import fast_captions, ptb
         from ..predictor import RegionPredictor
 
         was_training = model.training
@@ -225,9 +220,10 @@ class RegionCaptionTask:
         for s in generate_regionworld(self.n_val, seed=self.world_seed, split="val"):
             predictor.set_image(s.image)
             preds += predictor.caption(s.regions, max_new_tokens=self.max_new_tokens)
-            refs += [[_words(c)] for c in s.regions.captions]
+            refs += list(s.regions.captions)
         model.train(was_training)
-        return {"CIDEr": cider_d([_words(p) for p in preds], refs)[0]}
+        hyp, ref = ptb.tokenize_groups([preds, refs])
+        return {"CIDEr": fast_captions.cider_d(hyp, [[r] for r in ref])[0]}
 
 
 TASKS = {"region-captioner": RegionCaptionTask}

@@ -121,3 +121,25 @@ def test_paper_recipes_run_with_their_augmentations(name, tmp_path):
         cfg["task"]["augment"]["lsj"]["output_size"] = 128
     ckpt = train_local(cfg, str(tmp_path / "out"))
     assert (ckpt / "model.safetensors").is_file()
+
+
+def test_validation_cider_is_the_final_evaluations(tmp_path):
+    """Bug caught: validation CIDEr on a regex tokenizer that disagrees with PTB (19 % of captions), so
+    validation and final numbers were on different tokens: both now equal `caption_scores`' CIDEr-D."""
+    from regionlib.data.regionworld import generate_regionworld
+    from regionlib.evaluation.caption_metrics import caption_scores
+    from regionlib.predictor import RegionPredictor
+    from regionlib.training.tasks import RegionCaptionTask
+
+    task = RegionCaptionTask(preset="tiny-dam", n_val=2)
+    model = task.build_model()
+    with __import__("torch").no_grad():  # move off the initial constant caption
+        for p in model.lm_head.parameters():
+            p.add_(0.05 * __import__("torch").randn_like(p))
+    predictor, preds, refs = RegionPredictor(model), {}, {}
+    for s in generate_regionworld(2, seed=0, split="val"):
+        predictor.set_image(s.image)
+        for i, c, ref in zip(s.regions.ids, predictor.caption(s.regions, max_new_tokens=40), s.regions.captions):
+            preds[str(i)], refs[str(i)] = c, [ref]
+    final = caption_scores(preds, refs, metrics=("CIDEr",), backend="fast").corpus["CIDEr"]
+    assert task.evaluate(model)["CIDEr"] == pytest.approx(final, abs=1e-12)
