@@ -18,7 +18,8 @@ Registered:
   (frozen, region-independent) image encodings of up to ``state_cache`` images are kept.
 
   ``feature_cache: DIR`` (SCA): the frozen SAM's image embeddings come from a feature cache
-  (`regionlib.feature_cache.FeatureCache`, written by ``ray_jobs/cache_features.py``) instead of
+  (`regionlib.feature_cache.FeatureCache`, written by ``ray_jobs/cache_features.py`` /
+  `regionlib.feature_cache.cache_sam_features`) instead of
   running SAM's image encoder: ``cache[image_id]`` ``(C, g, g)`` per image, keyed by the source
   items' ``image_id`` (`regionlib.training.data.ImageItem`), shape-checked against the model's SAM
   embedding; a missing id or another shape is a `DataFormatError` naming the image. The image's
