@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def feature_cache_rows(steps: int, batch: int, sam_preset: str = "tiny") -> list[dict]:
     from regionlib.data.grammar import caption_words
     from regionlib.data.regionworld import generate_regionworld
-    from regionlib.feature_cache import FeatureCache, write_feature_shard
+    from regionlib.runtime.feature_cache import FeatureCache, write_feature_shard
     from regionlib.models import create_model
     from regionlib.models.tokenizer import builtin_tokenizer
-    from regionlib.shards import ShardedWriter, plan_shards
+    from regionlib.runtime.shards import ShardedWriter, plan_shards
     from regionlib.models.sca import sca_prompts
 
     samples = generate_regionworld(batch * 2, seed=0, split="train")
@@ -95,7 +95,7 @@ def self_label_rows(n_images: int) -> list[dict]:
 
     from regionlib.selflabel import cli as self_label
 
-    from regionlib.distributed import init_ray
+    from regionlib.runtime.distributed import init_ray
 
     init_ray(num_cpus=2)
     total, steady = {}, {}

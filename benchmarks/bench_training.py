@@ -80,8 +80,8 @@ def write_cache(tmp: Path, overrides: list[str]) -> Path:
     """SAM embeddings of the training images by the training model's own SAM (as cache_features.py writes)."""
     import torch
 
-    from regionlib.feature_cache import write_feature_shard
-    from regionlib.shards import ShardedWriter, plan_shards
+    from regionlib.runtime.feature_cache import write_feature_shard
+    from regionlib.runtime.shards import ShardedWriter, plan_shards
     from regionlib.training.loop import load_config
     from regionlib.training.tasks import create_task
 

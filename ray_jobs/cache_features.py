@@ -5,8 +5,8 @@ Cluster:  ray job submit --working-dir . -- python ray_jobs/cache_features.py --
               --sam-preset vit_h --sam-checkpoint /ckpt/sam_vit_h_4b8939.pth --actors 8 --gpus-per-actor 1
 
 Each shard holds ``{image_id: SAM image embedding (C, g, g)}``; each finished shard appends its ids
-and sha256 to ``manifest.jsonl``, folded into ``manifest.json`` at the end (`regionlib.shards`). A rerun skips finished shards; a killed worker's shard is recomputed.
-Read it back with `regionlib.feature_cache.FeatureCache`.
+and sha256 to ``manifest.jsonl``, folded into ``manifest.json`` at the end (`regionlib.runtime.shards`). A rerun skips finished shards; a killed worker's shard is recomputed.
+Read it back with `regionlib.runtime.feature_cache.FeatureCache`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `regionlib` importable under `ray job submit`
 
-from regionlib.feature_cache import cache_sam_features  # noqa: E402
+from regionlib.runtime.feature_cache import cache_sam_features  # noqa: E402
 
 
 def main(argv=None) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `regionlib` importable under `ray job submit`
 
-from regionlib.distributed import init_ray  # noqa: E402
+from regionlib.runtime.distributed import init_ray  # noqa: E402
 from regionlib.errors import ConfigError  # noqa: E402
 from regionlib.evaluation.judges.pool import JUDGE_KINDS, JudgeSpec, run_judge_eval  # noqa: E402
 

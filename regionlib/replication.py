@@ -284,7 +284,7 @@ def main(argv=None) -> dict:
     import ray
 
     from .data.regionworld import generate_regionworld, save_regionworld
-    from .distributed import init_ray
+    from .runtime.distributed import init_ray
 
     args = parse_args(argv)
     st = settings_from(args)
@@ -383,7 +383,7 @@ def build_report(out: Path, st: Settings, per_seed, results, label_stats, test, 
                  regions_small: int) -> Path:
     from .evaluation.figures import failure_gallery, metric_distributions
     from .evaluation.report import figure_png, write_report
-    from .shards import atomic_write_bytes
+    from .runtime.shards import atomic_write_bytes
 
     seeds = list(st.seeds)
 

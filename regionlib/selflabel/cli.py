@@ -47,9 +47,9 @@ image comes from (``image.path``, or ``image.regionworld`` seeds), which
 on a folder of images or a COCO file). COCO crowd annotations (``iscrowd=1``) are never objects:
 not proposals, not stage-1 regions, and a detector / SAM proposal lying mostly inside one is dropped.
 
-Each finished shard appends one line to the manifest (`regionlib.shards`). A rerun skips finished
+Each finished shard appends one line to the manifest (`regionlib.runtime.shards`). A rerun skips finished
 shards; a worker that dies mid-shard leaves no partial file and its shard is recomputed, so no record
-is lost or duplicated. Read the output with `regionlib.shards.read_jsonl_shards` (each shard verified
+is lost or duplicated. Read the output with `regionlib.runtime.shards.read_jsonl_shards` (each shard verified
 as it is read).
 
 Example (a folder of photographs, all checkpoints from paths)::
@@ -67,9 +67,9 @@ import json
 import time
 from pathlib import Path
 
-from ..distributed import init_ray, run_shards
+from ..runtime.distributed import init_ray, run_shards
 from ..errors import ConfigError
-from ..shards import ShardedWriter, plan_shards
+from ..runtime.shards import ShardedWriter, plan_shards
 from .stages import filter_phrases, image_source, make_label_work
 
 __all__ = ["parse_args", "job_config", "main"]

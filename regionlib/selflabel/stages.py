@@ -3,7 +3,7 @@
 The job's documentation and command line are `regionlib.selflabel.cli` (``ray_jobs/self_label.py``
 is its launcher). `LabelWorker` runs one stage on one shard of images inside an actor: models
 load once per actor, regions are captioned and scored through `RegionPredictor`, and each shard
-is written atomically (`regionlib.shards`), so a rerun skips finished shards and a dead actor's
+is written atomically (`regionlib.runtime.shards`), so a rerun skips finished shards and a dead actor's
 shard is recomputed.
 """
 
@@ -122,7 +122,7 @@ class LabelWorker:
                 self.similarity = CLIPSimilarity.from_pretrained(config["similarity"].split(":", 1)[1])
 
     def __call__(self, spec, shard_path) -> int:
-        from ..shards import atomic_write_bytes
+        from ..runtime.shards import atomic_write_bytes
 
         fail, marker = self.config.get("fail_shard"), self.config.get("fail_marker")
         if fail is not None and spec.index == int(fail) and marker and not os.path.exists(marker):
@@ -286,7 +286,7 @@ def make_label_work(config: dict):
 def filter_phrases(out: Path, fraction: float) -> dict:
     """Seed 001's dataset-wide filter: drop the lowest ``fraction`` of phrase scores -> ``filtered.jsonl``."""
     from .filters import drop_lowest_fraction
-    from ..shards import atomic_write_bytes, read_jsonl_shards
+    from ..runtime.shards import atomic_write_bytes, read_jsonl_shards
 
     records = sorted(read_jsonl_shards(out), key=lambda r: r["id"])
     keep = drop_lowest_fraction([r["scores"]["phrase_score"] for r in records], fraction) if records else []

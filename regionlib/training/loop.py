@@ -568,7 +568,7 @@ def run_trainer(cfg: dict, *, address: str | None = None):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from ..distributed import init_ray
+    from ..runtime.distributed import init_ray
 
     init_ray(address)
     run_cfg = cfg["run"]

@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file
 
 from ..errors import CheckpointError, ConfigError
-from ..shards import atomic_write_bytes
+from ..runtime.shards import atomic_write_bytes
 
 __all__ = ["Recipe", "RECIPES", "get_recipe", "build_optimizer", "build_scheduler", "TrainState"]
 

@@ -18,8 +18,8 @@ Registered:
   (frozen, region-independent) image encodings of up to ``state_cache`` images are kept.
 
   ``feature_cache: DIR`` (SCA): the frozen SAM's image embeddings come from a feature cache
-  (`regionlib.feature_cache.FeatureCache`, written by ``ray_jobs/cache_features.py`` /
-  `regionlib.feature_cache.cache_sam_features`) instead of
+  (`regionlib.runtime.feature_cache.FeatureCache`, written by ``ray_jobs/cache_features.py`` /
+  `regionlib.runtime.feature_cache.cache_sam_features`) instead of
   running SAM's image encoder: ``cache[image_id]`` ``(C, g, g)`` per image, keyed by the source
   items' ``image_id`` (`regionlib.training.data.ImageItem`), shape-checked against the model's SAM
   embedding; a missing id or another shape is a `DataFormatError` naming the image. The image's
@@ -56,7 +56,7 @@ def self_labeled_regions(directory) -> list[tuple]:
     from ..images import load_image
     from ..masks import decode_rle
     from ..regions import Regions
-    from ..shards import read_jsonl_shards
+    from ..runtime.shards import read_jsonl_shards
 
     by_image: dict[str, list[dict]] = {}
     for rec in read_jsonl_shards(directory):
@@ -177,7 +177,7 @@ class RegionCaptionTask:
         """The `ImageState` of ``item`` from the feature cache: SAM's embedding ``(1, C, g, g)`` on the model's
         device, the image itself a zero-copy blank of its size (its pixels stand in the cache)."""
         from ..errors import DataFormatError
-        from ..feature_cache import FeatureCache
+        from ..runtime.feature_cache import FeatureCache
         from ..models.interface import ImageState
 
         model = self._model

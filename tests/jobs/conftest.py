@@ -81,7 +81,7 @@ def local_ray():
     """One local Ray instance (127.0.0.1, 2 CPUs) shared by the in-process job tests."""
     import ray
 
-    from regionlib.distributed import init_ray
+    from regionlib.runtime.distributed import init_ray
 
     init_ray(num_cpus=2)
     yield ray

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sdp_fixtures as F  # noqa: E402
 
 from regionlib.masks import decode_rle, encode_rle  # noqa: E402
-from regionlib.shards import read_jsonl_shards  # noqa: E402
+from regionlib.runtime.shards import read_jsonl_shards  # noqa: E402
 
 CLASSES = "circle,square,triangle"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from regionlib.distributed import run_shards
-from regionlib.shards import ShardedWriter, atomic_write_bytes, plan_shards, read_jsonl_shards
+from regionlib.runtime.distributed import run_shards
+from regionlib.runtime.shards import ShardedWriter, atomic_write_bytes, plan_shards, read_jsonl_shards
 
 pytestmark = pytest.mark.slow
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -47,7 +47,7 @@ def test_killed_actor_loses_and_duplicates_nothing(local_ray, tmp_path):
 def test_cache_features_job(local_ray, sample_images, tmp_path):
     from ray_jobs import cache_features
 
-    from regionlib.feature_cache import FeatureCache
+    from regionlib.runtime.feature_cache import FeatureCache
     from regionlib.images import load_image
     from regionlib.sam import SamSegmenter, build_sam
 

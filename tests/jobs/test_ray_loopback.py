@@ -14,7 +14,7 @@ LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
 DRIVER = r'''
 import json, os, time
 import psutil
-from regionlib.distributed import init_ray
+from regionlib.runtime.distributed import init_ray
 
 ray = init_ray(num_cpus=1)
 

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from regionlib.masks import decode_rle
-from regionlib.shards import read_jsonl_shards
+from regionlib.runtime.shards import read_jsonl_shards
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from regionlib.errors import DataFormatError, RegionLibError
-from regionlib.feature_cache import FeatureCache, write_feature_shard
-from regionlib.shards import ShardedWriter, atomic_write_bytes, plan_shards, read_jsonl_shards
+from regionlib.runtime.feature_cache import FeatureCache, write_feature_shard
+from regionlib.runtime.shards import ShardedWriter, atomic_write_bytes, plan_shards, read_jsonl_shards
 
 
 def test_plan_is_deterministic_and_complete():
@@ -85,7 +85,7 @@ def test_opening_hashes_nothing_and_a_corrupt_shard_is_found_when_read(tmp_path,
     """Bug caught: opening a feature cache (and a writer's pending check) re-hashed every shard, so
     opening cost O(total bytes); now each shard is verified when it is first read, and the
     corrupted one is reported then, by name, while the intact ones stay readable."""
-    import regionlib.shards as shards_mod
+    import regionlib.runtime.shards as shards_mod
 
     specs = plan_shards(["a", "b", "c", "d"], 2)
     w = ShardedWriter(tmp_path / "feat", kind="feat", config={}, suffix=".safetensors")
@@ -113,7 +113,7 @@ def test_opening_hashes_nothing_and_a_corrupt_shard_is_found_when_read(tmp_path,
         _write_jsonl_shard(j, s)
         j.record(s, count=2)
     j.shard_path(plan_shards(range(4), 2)[1]).write_text('{"id": 9}\n{"id": 3}\n')  # same size
-    from regionlib.shards import iter_jsonl_shards
+    from regionlib.runtime.shards import iter_jsonl_shards
 
     it = iter_jsonl_shards(tmp_path / "j")
     assert [next(it)["id"], next(it)["id"]] == [0, 1]

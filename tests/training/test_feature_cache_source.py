@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from regionlib.errors import ConfigError, DataFormatError
-from regionlib.feature_cache import write_feature_shard
-from regionlib.shards import ShardedWriter, plan_shards
+from regionlib.runtime.feature_cache import write_feature_shard
+from regionlib.runtime.shards import ShardedWriter, plan_shards
 from regionlib.training.loop import load_config, train_local
 from regionlib.training.tasks import create_task
 

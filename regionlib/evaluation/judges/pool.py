@@ -141,7 +141,7 @@ class JudgePool:
         chunk_size: prompts per actor call.
 
     Actors whose process dies are restarted (twice) and their chunk retried; answers already in
-    the cache are not asked again. Needs Ray initialised (`regionlib.distributed.init_ray`).
+    the cache are not asked again. Needs Ray initialised (`regionlib.runtime.distributed.init_ray`).
     """
 
     def __init__(self, spec: JudgeSpec, *, api_key: ApiKey | None = None, chunk_size: int = 64):
@@ -235,7 +235,7 @@ def run_judge_eval(predictions: Mapping[str, str], bench, spec: JudgeSpec, *, ou
 
 
 def _write_outputs(out: Path, result: dict, spec: JudgeSpec) -> None:
-    from ...shards import atomic_write_bytes
+    from ...runtime.shards import atomic_write_bytes
     from ..report import write_report
 
     out.mkdir(parents=True, exist_ok=True)

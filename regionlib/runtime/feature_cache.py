@@ -13,7 +13,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from .errors import DataFormatError
+from ..errors import DataFormatError
 from .shards import ShardSpec, atomic_write_bytes, load_manifest, verify_shard
 
 __all__ = ["write_feature_shard", "FeatureCache", "cache_sam_features"]
@@ -72,8 +72,8 @@ def _sam_work(paths: dict[str, str], preset: str, checkpoint: str | None, device
     """Factory run once per actor: builds SAM there and returns the shard worker."""
 
     def build():
-        from .images import load_image
-        from .sam import SamSegmenter, build_sam
+        from ..images import load_image
+        from ..sam import SamSegmenter, build_sam
 
         segmenter = SamSegmenter(build_sam(preset, checkpoint=checkpoint).to(device))
 
@@ -98,7 +98,7 @@ def cache_sam_features(images: str | Path, out: str | Path, *, sam_preset: str =
     image id = path relative to ``images`` without suffix). A rerun skips finished shards. Returns run stats."""
     import time
 
-    from .data.image_folder import list_images
+    from ..data.image_folder import list_images
     from .distributed import init_ray, run_shards
     from .shards import ShardedWriter, plan_shards
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from .errors import DataFormatError, RegionLibError
+from ..errors import DataFormatError, RegionLibError
 
 __all__ = ["ShardSpec", "plan_shards", "atomic_write_bytes", "sha256_file", "ShardedWriter", "load_manifest",
            "verify_shard", "iter_jsonl_shards", "read_jsonl_shards", "MANIFEST", "MANIFEST_LOG"]
