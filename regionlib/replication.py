@@ -124,6 +124,11 @@ def score_predictions(preds: dict[str, str], test, judge) -> dict:
     ids = [str(i) for s in test for i in s.regions.ids]
     attrs = [a for s in test for a in s.regions.data["attributes"]]
     refs = {i: [c] for s in test for i, c in zip(map(str, s.regions.ids), s.regions.captions)}
+    missing = [i for i in ids if i not in preds]
+    if missing:
+        from .errors import DataFormatError
+
+        raise DataFormatError(f"no prediction for {len(missing)} test regions, e.g. {missing[:3]}")
     preds = {i: preds[i] for i in ids}  # empty generations are scored as the reference code scores them
     caps = caption_scores(preds, refs, metrics=("BLEU-4", "ROUGE-L", "CIDEr"), backend="fast")
     judged = run_judge_suite(preds, regionworld_benchmark(test), judge, vocabulary=VOCABULARY)

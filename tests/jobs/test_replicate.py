@@ -61,3 +61,27 @@ def test_output_directory_not_written_by_the_job_is_refused_not_deleted(tmp_path
     (fresh / "runs" / "old.json").write_text("{}")
     replicate.prepare_output(fresh)
     assert not (fresh / "runs").exists() and (fresh / replicate.OUTPUT_MARKER).is_file()
+
+
+def test_scoring_tells_the_right_regions_from_a_mix_up(tmp_path):
+    """Bug caught: the main job's scoring pairing captions with the wrong regions (or dropping some): the
+    references as predictions must beat the same captions shifted by one region on every measure, and
+    a dropped region is an error, not a silently smaller test set."""
+    import numpy as np
+
+    from regionlib import replication
+    from regionlib.data.regionworld import VOCABULARY, generate_regionworld
+    from regionlib.errors import DataFormatError
+    from regionlib.evaluation.judges import RuleJudge
+
+    test = generate_regionworld(3, seed=0, split="test")
+    ids = [str(i) for s in test for i in s.regions.ids]
+    caps = [c for s in test for c in s.regions.captions]
+    judge = RuleJudge(VOCABULARY, cache=tmp_path / "answers")
+    right = replication.score_predictions(dict(zip(ids, caps)), test, judge)
+    shifted = replication.score_predictions(dict(zip(ids, np.roll(caps, 1).tolist())), test, judge)
+    for key in ("Avg", "CIDEr", "acc: color", "acc: shape"):
+        assert right[key] > shifted[key], key
+    assert right["acc: color"] == 1.0 and right["per_sample"]["ids"] == ids
+    with pytest.raises(DataFormatError, match="no prediction for 1 test regions"):
+        replication.score_predictions(dict(zip(ids[1:], caps[1:])), test, judge)
