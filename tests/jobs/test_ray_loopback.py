@@ -69,7 +69,7 @@ def test_local_start_is_retried_once_then_fails_with_a_clear_message(monkeypatch
     start-up is now retried once, and a second failure says what happened and what to do."""
     import ray
 
-    from regionlib import distributed
+    from regionlib.runtime import distributed
 
     attempts = []
 
