@@ -437,21 +437,14 @@ def train_loop(cfg: dict, ctx) -> None:
     if fsdp:
         template = meta_template(model) if rank == 0 else None  # the skeleton of the consolidated copies
         model = ddp = ctx.prepare_model(model, "fsdp")  # sharded in place, before the optimizer sees it
-        optimizer = build_optimizer(model, recipe, batch_size=global_batch)
-        scheduler = build_scheduler(optimizer, recipe, total_steps=total)
-        if latest is not None:
-            with latest as d:
-                start = TrainState.load_sharded(d, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
-        elif resume_dir:
-            start = TrainState.load_sharded(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
-    else:
-        optimizer = build_optimizer(model, recipe, batch_size=global_batch)
-        scheduler = build_scheduler(optimizer, recipe, total_steps=total)
-        if latest is not None:
-            with latest as d:
-                start = TrainState.load(d, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
-        elif resume_dir:
-            start = TrainState.load(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
+    optimizer = build_optimizer(model, recipe, batch_size=global_batch)
+    scheduler = build_scheduler(optimizer, recipe, total_steps=total)
+    source = latest if latest is not None else contextlib.nullcontext(resume_dir) if resume_dir else None
+    if source is not None:
+        load = TrainState.load_sharded if fsdp else TrainState.load
+        with source as d:
+            start = load(d, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
+    if not fsdp:
         ddp = ctx.prepare_model(model)
     device = ctx.device
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg["run"]["precision"] == "bf16"

@@ -2,17 +2,15 @@
 the same global batch; gradient accumulation of 2 x half a batch equals the whole batch."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from regionlib.training.loop import load_config, train_local
+from tests.training.launch import TRAIN, torchrun
+from tests.training.launch import assert_same as _assert_same
+from tests.training.launch import weights as _weights
 
 pytestmark = pytest.mark.slow
 
@@ -26,18 +24,6 @@ def _cfg(tmp: Path, name: str, *, batch_size: int, grad_accum: int = 1, preset: 
         f"train.batch_size={batch_size}", f"train.grad_accum={grad_accum}", "train.max_steps=3",
         "train.checkpoint_every=3", "train.check_sync_every=1", f"run.storage={tmp}", f"run.name={name}"])
 
-
-TRAIN = """
-import json, sys
-import torch, torch.distributed as dist
-from regionlib.training.loop import DistributedContext, train_loop
-torch.set_num_threads(1)
-dist.init_process_group("gloo")
-try:
-    train_loop(json.loads(open(sys.argv[1]).read()), DistributedContext(sys.argv[2]))
-finally:
-    dist.destroy_process_group()
-"""
 
 DRIFT = """
 import torch, torch.distributed as dist
@@ -57,31 +43,6 @@ except TrainingError as exc:
     print("DRIFT-DETECTED")
 dist.destroy_process_group()
 """
-
-
-def torchrun(tmp: Path, script: str, *args: str) -> str:
-    """Run ``script`` on 2 gloo ranks with torchrun on 127.0.0.1 (as a user launches multi-process training)."""
-    path = tmp / "script.py"
-    path.write_text(script)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
-                          "127.0.0.1", "--master-port", str(port), str(path), *args],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out.stdout
-
-
-def _weights(checkpoint: Path) -> dict:
-    return load_file(str(checkpoint / "model.safetensors"))
-
-
-def _assert_same(a: dict, b: dict, atol: float) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0, msg=k)
 
 
 @pytest.mark.parametrize("preset", ["tiny-dam", "tiny-sca"])

@@ -4,35 +4,17 @@ another worker count and equal the uninterrupted run; the consolidated weights o
 `RegionModel.from_pretrained`."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from regionlib.errors import ConfigError
 from regionlib.training.loop import fsdp_blocks, load_config, train_local
+from tests.training.launch import train_ranks
+from tests.training.launch import weights as _weights
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[2]
-
-TRAIN = """
-import json, sys
-import torch, torch.distributed as dist
-from regionlib.training.loop import DistributedContext, train_loop
-torch.set_num_threads(1)
-dist.init_process_group("gloo")
-try:
-    train_loop(json.loads(open(sys.argv[1]).read()), DistributedContext(sys.argv[2]))
-finally:
-    dist.destroy_process_group()
-"""
-
 
 def _cfg(tmp: Path, name: str, *, batch_size: int, preset: str = "tiny-dam", steps: int = 3, strategy: str = "fsdp",
          extra: tuple = ()) -> dict:
@@ -41,26 +23,6 @@ def _cfg(tmp: Path, name: str, *, batch_size: int, preset: str = "tiny-dam", ste
         f"task.preset={preset}", "task.n_images=6", "task.n_val=0", "recipe.lr=0.003", "recipe.warmup_steps=1",
         "recipe.eps=1.0", f"train.batch_size={batch_size}", f"train.max_steps={steps}", "train.checkpoint_every=2",
         "train.check_sync_every=1", f"run.storage={tmp}", f"run.name={name}", f"run.strategy={strategy}", *extra])
-
-
-def torchrun(tmp: Path, cfg: dict, out: Path, nproc: int) -> str:
-    """``train_loop`` on ``nproc`` gloo ranks under torchrun on 127.0.0.1 (DistributedContext)."""
-    script, path = tmp / "train_script.py", tmp / f"{out.name}.json"
-    script.write_text(TRAIN)
-    path.write_text(json.dumps(cfg))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-                          "--master-addr", "127.0.0.1", "--master-port", str(port), str(script), str(path), str(out)],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-4000:]
-    return res.stdout
-
-
-def _weights(checkpoint: Path) -> dict:
-    return load_file(str(checkpoint / "model.safetensors"))
 
 
 def _assert_same(a: dict, b: dict, atol: float) -> None:
@@ -101,7 +63,7 @@ def test_two_fsdp_ranks_stay_in_sync_and_equal_one_rank_with_the_same_global_bat
     torch.set_num_threads(1)
     one = train_local(_cfg(tmp_path, "one", batch_size=4, preset=preset, strategy="ddp"), str(tmp_path / "one"))
     two = tmp_path / "two"
-    torchrun(tmp_path, _cfg(tmp_path, "two", batch_size=2, preset=preset), two, nproc=2)
+    train_ranks(tmp_path, _cfg(tmp_path, "two", batch_size=2, preset=preset), two, nproc=2)
     ref, got = _weights(one), _weights(two / one.name)
     _assert_same(ref, got, atol=1e-6)
     from regionlib.training.tasks import create_task
@@ -121,7 +83,7 @@ def test_two_fsdp_ranks_stay_in_sync_and_equal_one_rank_with_the_same_global_bat
 def _resume(tmp: Path, name: str, ckpt: Path, *, nproc: int) -> Path:
     cfg = _cfg(tmp, name, batch_size=4 // nproc, steps=4)
     cfg["resume_from"] = str(ckpt)
-    torchrun(tmp, cfg, tmp / name, nproc=nproc)
+    train_ranks(tmp, cfg, tmp / name, nproc=nproc)
     steps = [json.loads(line)["step"] for line in (tmp / name / "metrics.jsonl").read_text().splitlines()]
     assert steps == [3, 4]  # resumed at step 2, not retrained from scratch
     return tmp / name / "checkpoint_000004"
@@ -137,7 +99,7 @@ def test_sharded_checkpoint_resumes_on_another_worker_count(tmp_path):
                                  str(tmp_path / "whole")))
     for first_ranks, then_ranks in ((2, 1), (1, 2)):
         first = tmp_path / f"first{first_ranks}"
-        torchrun(tmp_path, _cfg(tmp_path, first.name, batch_size=4 // first_ranks, steps=4), first, nproc=first_ranks)
+        train_ranks(tmp_path, _cfg(tmp_path, first.name, batch_size=4 // first_ranks, steps=4), first, nproc=first_ranks)
         ckpt = first / "checkpoint_000002"
         assert (ckpt / "sharded" / f"__{first_ranks - 1}_0.distcp").is_file()  # the last rank's shard is there
         _assert_same(whole, _weights(first / "checkpoint_000004"), atol=1e-6)  # uninterrupted FSDP == reference
@@ -151,7 +113,7 @@ def test_fsdp_checkpoint_refused_by_ddp_resume(tmp_path):
     from regionlib.errors import CheckpointError
 
     first = tmp_path / "f"
-    torchrun(tmp_path, _cfg(tmp_path, "f", batch_size=2, steps=2), first, nproc=1)
+    train_ranks(tmp_path, _cfg(tmp_path, "f", batch_size=2, steps=2), first, nproc=1)
     cfg = _cfg(tmp_path, "d", batch_size=2, steps=4, strategy="ddp")
     cfg["resume_from"] = str(first / "checkpoint_000002")
     with pytest.raises(CheckpointError, match="strategy=fsdp"):
@@ -167,7 +129,7 @@ def test_validation_under_fsdp_runs_on_the_gathered_weights(tmp_path):
     extra = ("task.n_val=1", "task.max_new_tokens=8", "train.validate_every=3")
     one = _cfg(tmp_path, "one", batch_size=4, strategy="ddp", extra=extra)
     train_local(one, str(tmp_path / "one"))
-    torchrun(tmp_path, _cfg(tmp_path, "two", batch_size=2, extra=extra), tmp_path / "two", nproc=2)
+    train_ranks(tmp_path, _cfg(tmp_path, "two", batch_size=2, extra=extra), tmp_path / "two", nproc=2)
 
     def val(name):
         rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
