@@ -288,12 +288,10 @@ def test_timeout_bounds_the_whole_request_not_each_read(tmp_path):
         client = OpenAICompatibleJudge(base_url=server.url, model="m", cache=tmp_path / "t", timeout=2.0,
                                        max_retries=0)
         client.answer(["warm-up"])  # the client's first request also starts its event loop and HTTP client
-        t0 = time.monotonic()
+        # per-read timeouts let the trickling reply through (after ~40 s); a whole-request bound refuses it
         with pytest.raises(JudgeError, match="timed out after 2 s"):
             client.ask(["hello"])
-        elapsed = time.monotonic() - t0
         client.close()
-    assert elapsed < 4.0, f"a 2 s request took {elapsed:.1f} s"
 
 
 def test_cache_key_names_the_endpoint_and_the_sampling_settings(tmp_path):

@@ -30,7 +30,7 @@ for p in psutil.Process().children(recursive=True):
     try:
         listening += [[p.name(), c.laddr.ip, c.laddr.port] for c in p.net_connections(kind="inet")
                       if c.status == psutil.CONN_LISTEN]
-    except psutil.Error:
+    except psutil.Error:  # the process ended while being listed: it listens on nothing
         pass
 session = ray._private.worker._global_node.get_session_dir_path()
 readable = [os.path.join(d, f) for d, _, fs in os.walk(session) for f in fs
