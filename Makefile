@@ -47,8 +47,10 @@ test-fast: env
 bench: env
 	$(PY) benchmarks/run_all.py --out outputs/benchmarks
 
+## JupyterLab on the notebooks, bound to 127.0.0.1 (token auth stays on); as root (uid 0, e.g. a
+## container) Jupyter refuses to start without --allow-root, so it is passed only then.
 lab: env
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 notebooks
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 $$([ "$$(id -u)" -eq 0 ] && echo --allow-root) notebooks
 
 ## Re-resolve requirements/lock.txt from requirements/requirements.in.
 lock:
