@@ -18,7 +18,7 @@ from .errors import (
 )
 from .focal import crop_boxes, crop_to_image, focal_prompt
 from .images import load_image, to_rgb_uint8
-from .masks import boxes_to_masks, decode_rle, encode_rle, mask_iou, masks_to_boxes, resize_masks
+from .masks import boxes_to_masks, decode_rle, encode_rle, interior_points, mask_iou, masks_to_boxes, resize_masks
 from .pooling import mask_pool
 from .prompts import Prompt, cpb_points, rpb_points, rpm_points
 from .regions import Regions

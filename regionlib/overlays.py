@@ -15,7 +15,7 @@ from scipy import ndimage
 from .boxes import validate_boxes
 from .errors import RegionLibError
 from .images import to_rgb_uint8
-from .masks import as_mask_batch
+from .masks import as_mask_batch, interior_points
 
 __all__ = ["palette", "draw_masks", "draw_boxes", "draw_points", "draw_marks", "side_by_side"]
 
@@ -87,13 +87,6 @@ def draw_points(image, points_xy, labels=None, *, radius: int = 5) -> np.ndarray
     return np.asarray(im)
 
 
-def _mark_anchor(mask: np.ndarray) -> tuple[int, int]:
-    """Most interior pixel ``(x, y)`` of a mask (argmax of the Euclidean distance transform)."""
-    dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(dist.argmax()), dist.shape)
-    return int(x), int(y)
-
-
 def draw_marks(image, masks, marks=None, *, font_size: int | None = None, fill: bool = True) -> np.ndarray:
     """Set-of-marks: masks (optionally filled) with numbered labels at their interior points.
 
@@ -112,8 +105,7 @@ def draw_marks(image, masks, marks=None, *, font_size: int | None = None, fill: 
     font = ImageFont.load_default(size=size)
     im = Image.fromarray(base)
     draw = ImageDraw.Draw(im)
-    for m, text in zip(batch, marks):
-        x, y = _mark_anchor(m)
+    for (x, y), text in zip(interior_points(batch).tolist(), marks):
         l, t, r, b = draw.textbbox((x, y), text, font=font, anchor="mm")
         draw.rectangle([l - 3, t - 3, r + 3, b + 3], fill=(0, 0, 0), outline=(255, 255, 255), width=1)
         draw.text((x, y), text, fill=(255, 255, 255), font=font, anchor="mm")

@@ -8,6 +8,7 @@ from regionlib.masks import (
     boxes_to_masks,
     decode_rle,
     encode_rle,
+    interior_points,
     mask_areas,
     mask_iou,
     masks_to_boxes,
@@ -172,3 +173,21 @@ def test_hostile_polygons_are_refused_before_pycocotools():
     with pytest.raises(InvalidMaskError, match="edge length"):
         polygons_to_rle([zigzag], (20, 30))
     assert mask_areas(decode_rle(polygons_to_rle([[0, 0, 10, 0, 10, 10, 0, 10]], (20, 30))))[0] == 100
+
+
+def test_interior_points_lie_inside_even_where_the_centroid_does_not():
+    ring = np.zeros((41, 41), bool)
+    yy, xx = np.mgrid[:41, :41]
+    ring[(np.hypot(xx - 20, yy - 20) <= 18) & (np.hypot(xx - 20, yy - 20) >= 10)] = True  # centroid (20, 20) is outside
+    square = np.zeros((41, 41), bool)
+    square[5:16, 22:33] = True  # 11 x 11: the single most interior pixel is its centre
+    pts = interior_points(np.stack([ring, square]))
+    assert pts.dtype == np.int64 and pts.shape == (2, 2)
+    assert ring[pts[0, 1], pts[0, 0]] and not ring[20, 20]
+    assert 13 <= np.hypot(pts[0, 0] - 20, pts[0, 1] - 20) <= 15  # mid-way through the ring's width
+    assert pts[1].tolist() == [27, 10]
+    edge = np.zeros((10, 10), bool)
+    edge[:, :3] = True  # touching the image border: the border counts as outside
+    assert interior_points(edge)[0, 0] == 1
+    with pytest.raises(InvalidMaskError):
+        interior_points(np.zeros((2, 5, 5), bool))
