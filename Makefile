@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: env run demo test test-fast bench lab lock clean-env
+.PHONY: env run demo test test-fast bench lab pretrain lock clean-env
 
 env: $(STAMP)
 
@@ -43,6 +43,11 @@ test: env
 ## The tests not marked slow (a quick check while editing).
 test-fast: env
 	$(PY) -m pytest -q -m "not slow" tests
+
+## Retrain the shipped tiny bases (regionlib/models/pretrained/regionworld: tiny SAM + tiny VL base) from
+## RegionWorld alone, fixed seeds, two processes of one thread each; writes their manifest.json.
+pretrain: env
+	$(PY) -m regionlib.training.pretrain --out regionlib/models/pretrained/regionworld $(ARGS)
 
 bench: env
 	$(PY) benchmarks/run_all.py --out outputs/benchmarks

@@ -1,7 +1,8 @@
 """The main job: a replication in miniature of the seeds' ablations on RegionWorld, on local Ray.
 
-    python ray_jobs/replicate.py --out outputs/replication            # default, <= 15 min on 2 cores
+    python ray_jobs/replicate.py --out outputs/replication            # default, <= 20 min on 2 cores
     python ray_jobs/replicate.py --out outputs/replication --quick    # CI-sized, a few minutes
+    python ray_jobs/replicate.py --out outputs/replication --study    # more seeds, data and steps (hours)
     ray job submit --working-dir . -- python ray_jobs/replicate.py --out /shared/replication \\
         --vision-path /ckpt/siglip-so400m --lm-path /ckpt/llama-3b --sam-checkpoint /ckpt/sam_vit_h.pth --steps 20000
 

@@ -103,6 +103,8 @@ def run_judge_suite(predictions: Mapping[str, str], bench: JudgeBenchmark, judge
         scores, results = evaluate_dlc_bench(preds, bench.questions, judge, class_names=bench.class_names or None)
         out["dlc"] = scores.as_dict()
         out["dlc_per_region"] = {str(r.region_id): r.score for r in results}
+        # per region (pos + neg) / 2: its mean over regions is the table's Avg (when every region has negatives)
+        out["dlc_avg_per_region"] = {str(r.region_id): r.pos if r.neg is None else (r.pos + r.neg) / 2 for r in results}
     if "amber" in tasks:
         if not vocabulary or not bench.images:
             out["skipped"]["amber"] = "needs a closed vocabulary and image groups"

@@ -351,6 +351,16 @@ class DAM(Captioner, RegionModel):
         keys = [k for k in ("full_image", "full_mask", "crop_image", "crop_mask") if k in per[0]]
         return {**{k: torch.stack([p[k][0] for p in per])[None] for k in keys}, "targets": None, "prompts": None}
 
+    @torch.no_grad()
+    def training_stats(self) -> dict:
+        """How far training moved the parts DAM adds (logged by the training loop): the mask embedding's
+        weight norm and, per adapter, the gates ``tanh(gamma)``, ``tanh(beta)`` of eq. 6-7."""
+        stats = {"mask_embed_norm": float(self.backbone.mask_embed.weight.norm())}
+        for i, a in enumerate(self.backbone.adapters or ()):
+            g = (torch.tanh(a.gamma), torch.tanh(a.beta)) if a.gated else (a.gamma, a.beta)
+            stats[f"gate_attn_{i}"], stats[f"gate_ffn_{i}"] = float(g[0]), float(g[1])
+        return stats
+
     # ---------------------------------------------------------------- model
     def prefix(self, batch: dict) -> torch.Tensor:
         """Visual prefix ``(B, T * N, D_lm)``."""

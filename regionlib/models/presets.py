@@ -125,10 +125,14 @@ def preset_config(name: str, **overrides):
 
 
 def create_model(name: str, *, tokenizer=None, tokenizer_texts: Iterable[str] = (), seed: int = 0,
-                 load_weights: bool = True, device: str | torch.device | None = None, **overrides) -> RegionModel:
+                 load_weights: bool = True, device: str | torch.device | None = None, base: str | None = None,
+                 **overrides) -> RegionModel:
     """Build preset ``name`` (random parts seeded by ``seed``) with config ``overrides``.
 
     Args:
+        base: start from a pretrained base (`regionlib.models.bases`): ``"regionworld"`` (shipped) or a
+            base directory. DAM presets take its vision encoder, projector, LM and tokenizer (mask
+            embedding and adapters keep their zero init); SCA presets its frozen SAM, LM and tokenizer.
         tokenizer: a transformers tokenizer. Default: the LM path's own (``AutoTokenizer``), else the
             built-in word-level one (tiny presets). With ``lm__path`` an explicit tokenizer must match
             the LM's vocabulary (`CheckpointError` otherwise).
@@ -138,7 +142,13 @@ def create_model(name: str, *, tokenizer=None, tokenizer_texts: Iterable[str] = 
         device: build directly on this device (``"meta"``: no memory, for counting).
     """
     kind, config = preset_config(name, **overrides)
-    if tokenizer is None:
+    finish = None
+    if base is not None:
+        from .bases import apply_base
+
+        config, tokenizer, finish = apply_base(kind, config, base, preset=name, tokenizer=tokenizer,
+                                               tokenizer_texts=tuple(tokenizer_texts))
+    elif tokenizer is None:
         lm_path = config.lm.path
         if lm_path:
             from transformers import AutoTokenizer
@@ -154,5 +164,7 @@ def create_model(name: str, *, tokenizer=None, tokenizer_texts: Iterable[str] = 
     builder = MODEL_KINDS[kind].builder
     if device is not None:
         with torch.device(device):
-            return builder(config, tokenizer, load_weights=load_weights)
-    return builder(config, tokenizer, load_weights=load_weights)
+            model = builder(config, tokenizer, load_weights=load_weights)
+    else:
+        model = builder(config, tokenizer, load_weights=load_weights)
+    return finish(model) if finish is not None and load_weights else model

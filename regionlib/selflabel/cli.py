@@ -84,6 +84,7 @@ def parse_args(argv=None):
     p.add_argument("--coco", help="COCO-format instances JSON over --images (class-annotated regions)")
     p.add_argument("--captions", help="JSON {image id: caption} for --stage phrases over --images")
     p.add_argument("--world-seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=None, help="RegionWorld image size (default: the world's 256)")
     p.add_argument("--split", default=None, help="RegionWorld split (default: train for keywords, else unlabeled)")
     model = p.add_mutually_exclusive_group()
     model.add_argument("--checkpoint", help="a ray_jobs/train.py checkpoint directory")
@@ -195,6 +196,7 @@ def job_config(argv=None) -> tuple:
         captions = {str(k): v for k, v in read_json(args.captions, "captions file", expect=dict).items()}
     config = {"stage": args.stage, "regionworld": args.regionworld, "images": resolve(args.images),
               "coco": resolve(args.coco), "captions": captions, "world_seed": args.world_seed,
+              "image_size": args.image_size,
               "split": args.split or ("train" if args.stage == "keywords" else "unlabeled"),
               "checkpoint": resolve(args.checkpoint), "captioner": resolve(args.captioner), "preset": args.preset,
               "proposals": proposals, "sam_preset": args.sam_preset, "sam_checkpoint": resolve(args.sam_checkpoint),

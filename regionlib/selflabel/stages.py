@@ -38,11 +38,14 @@ def image_source(config: dict):
     if config.get("regionworld"):
         from ..data.regionworld import SPLITS, generate_sample
 
-        seed, split = int(config["world_seed"]), config["split"]
+        from ..data.regionworld import RegionWorldConfig
 
-        def load(i):
-            s = generate_sample((seed, SPLITS[split], int(i)), split=split)
-            return s.image_id, s.image, s.regions, {"regionworld": [seed, split, int(i)]}
+        seed, split, size = int(config["world_seed"]), config["split"], config.get("image_size")
+        world = RegionWorldConfig(image_size=int(size)) if size else None
+
+        def load(i):  # origin: how to regenerate the image ([seed, split, index] + the size when not the default)
+            s = generate_sample((seed, SPLITS[split], int(i)), split=split, config=world)
+            return s.image_id, s.image, s.regions, {"regionworld": [seed, split, int(i)] + ([int(size)] if size else [])}
 
         return list(range(int(config["regionworld"]))), load
     if config.get("coco"):

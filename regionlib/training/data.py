@@ -11,7 +11,7 @@ Source specs (YAML / dict): ``{"reader": name, "weight": w, "targets": "captions
 arguments}`` with ``name`` one of `READERS`:
 
 ==================  ====================================================================
-``regionworld``     ``n_images``, ``seed``, ``split`` — the embedded RegionWorld
+``regionworld``     ``n_images``, ``seed``, ``split``, ``image_size`` — the embedded RegionWorld
 ``coco`` / ``lvis`` ``annotations``, ``images`` (`read_coco` / `read_lvis`; targets: labels)
 ``visual_genome``   ``root``, ``split``, ``densecap_splits`` (region descriptions)
 ``refcoco``         ``root``, ``dataset``, ``split_by``, ``images``, ``split`` (expressions)
@@ -65,11 +65,11 @@ class Source:
         return sum(len(it.regions) for it in self.items)
 
 
-def _regionworld(n_images: int, seed: int = 0, split: str = "train"):
+def _regionworld(n_images: int, seed: int = 0, split: str = "train", image_size: int | None = None):
     from ..data.regionworld import generate_regionworld
 
     return [(s.image_id, (lambda img=s.image: img), s.regions)
-            for s in generate_regionworld(int(n_images), seed=int(seed), split=split)]
+            for s in generate_regionworld(int(n_images), seed=int(seed), split=split, image_size=image_size)]
 
 
 def _records(records):

@@ -503,6 +503,8 @@ def train_loop(cfg: dict, ctx) -> None:
         metrics = {"step": done, "epoch": epoch, "loss": _all_reduce_sum(loss_sum, world) / n_global,
                    "lr": scheduler.get_last_lr()[0], "samples_per_s": global_batch / step_s,
                    "step_s": step_s, "collate_s": collate_s}
+        if not fsdp and hasattr(model, "training_stats"):  # e.g. DAM's gates and mask-embedding norm
+            metrics.update(model.training_stats())
         if tc.get("validate_every") and done % int(tc["validate_every"]) == 0:
             if fsdp:  # sharded parameters: gather an unsharded copy (all ranks), validate it on rank 0
                 full = gather_full_model(model, template, rank)

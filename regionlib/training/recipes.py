@@ -47,6 +47,9 @@ class Recipe:
     label_smoothing: float = 0.0
     lr_batch_reference: int | None = None  # scale lr linearly with batch / this, if set
     lr_cap: float | None = None
+    # {fnmatch pattern of parameter names: lr factor}, the first matching pattern wins: a learning-rate
+    # group for parts a base lacks (DAM's mask embedding and adapters) and a larger one for the gates
+    lr_multipliers: dict | None = None
 
     def scaled_lr(self, batch_size: int) -> float:
         lr = self.lr
@@ -76,15 +79,29 @@ def get_recipe(name: str, **overrides) -> Recipe:
 
 
 def build_optimizer(model: torch.nn.Module, recipe: Recipe, *, batch_size: int) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; no weight decay on biases and norms (1-d tensors)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
+    """AdamW over the trainable parameters; no weight decay on biases and norms (1-d tensors); per-group
+    learning rates ``lr * factor`` from ``recipe.lr_multipliers`` (parameter-name patterns)."""
+    from fnmatch import fnmatchcase
+
+    patterns = list((recipe.lr_multipliers or {}).items())
+    for pattern, factor in patterns:
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not factor > 0:
+            raise ConfigError(f"recipe.lr_multipliers[{pattern!r}] must be a positive number, got {factor!r}")
+    lr = recipe.scaled_lr(batch_size)
+    groups: dict[tuple[float, bool], list] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    if not decay and not no_decay:
+            factor = next((float(f) for pat, f in patterns if fnmatchcase(name, pat)), 1.0)
+            groups.setdefault((factor, p.ndim > 1), []).append(p)
+    if not groups:
         raise ConfigError("the model has no trainable parameters")
-    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=recipe.scaled_lr(batch_size), betas=tuple(recipe.betas), eps=recipe.eps)
+    unused = [pat for pat, _ in patterns if not any(fnmatchcase(n, pat) for n, p in model.named_parameters()
+                                                    if p.requires_grad)]
+    if unused:
+        raise ConfigError(f"recipe.lr_multipliers patterns {unused} match no trainable parameter")
+    return torch.optim.AdamW([{"params": ps, "lr": lr * factor, "weight_decay": recipe.weight_decay if decay else 0.0}
+                              for (factor, decay), ps in sorted(groups.items())],
+                             lr=lr, betas=tuple(recipe.betas), eps=recipe.eps)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, *, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:

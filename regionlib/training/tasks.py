@@ -51,7 +51,7 @@ def self_labeled_regions(directory) -> list[tuple]:
     or read from the file of an image-folder / COCO record (``image.path``); its size must be the
     record's ``image_size``. Masks come from the RLE. Shards are verified as they are read.
     """
-    from ..data.regionworld import SPLITS, generate_sample
+    from ..data.regionworld import SPLITS, RegionWorldConfig, generate_sample
     from ..errors import DataFormatError
     from ..images import load_image
     from ..masks import decode_rle
@@ -65,9 +65,10 @@ def self_labeled_regions(directory) -> list[tuple]:
     for image_id in sorted(by_image):
         recs = sorted(by_image[image_id], key=lambda r: r["index"])
         origin = recs[0].get("image") or {}
-        if "regionworld" in origin:
-            seed, split, index = origin["regionworld"]
-            image = generate_sample((seed, SPLITS[split], index), split=split).image
+        if "regionworld" in origin:  # [seed, split, index] or [seed, split, index, image_size]
+            seed, split, index, *size = origin["regionworld"]
+            world = RegionWorldConfig(image_size=int(size[0])) if size else None
+            image = generate_sample((seed, SPLITS[split], index), split=split, config=world).image
         elif "path" in origin:
             image = load_image(origin["path"])
         else:
@@ -86,6 +87,7 @@ def self_labeled_regions(directory) -> list[tuple]:
 @dataclass
 class RegionCaptionTask:
     preset: str = "tiny-dam"
+    base: str | None = None  # a pretrained base (regionlib.models.bases): "regionworld" or a directory
     sources: list | None = None  # source specs (regionlib.training.data); None: RegionWorld's n_images
     n_images: int = 32
     n_val: int = 4
@@ -122,7 +124,7 @@ class RegionCaptionTask:
         from ..models import create_model
 
         self._model = create_model(self.preset, tokenizer_texts=[" ".join(caption_words())], seed=self.seed,
-                                   **self.overrides)
+                                   base=self.base, **self.overrides)
         return self._model
 
     def _specs(self) -> list[dict]:
