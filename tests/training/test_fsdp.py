@@ -1,7 +1,8 @@
 """FSDP2 (``run.strategy=fsdp``) is data parallelism like DDP: 2 gloo ranks stay in sync (checked on the full,
 gathered parameters) and equal a 1-rank run with the same global batch; its sharded checkpoints resume on
 another worker count and equal the uninterrupted run; the consolidated weights open with
-`RegionModel.from_pretrained`."""
+`RegionModel.from_pretrained`. (FSDP under Ray Train, a worker killed and restarted, is tested beside DDP's
+in tests/jobs/test_train.py, on the shared local Ray.)"""
 
 import json
 from pathlib import Path
@@ -139,27 +140,3 @@ def test_validation_under_fsdp_runs_on_the_gathered_weights(tmp_path):
     assert ref[:2] == got[:2] == [None, None] and ref[2] is not None
     assert got[2] == pytest.approx(ref[2], abs=1e-9)
 
-
-def test_ray_train_fsdp_restart_after_worker_death_equals_uninterrupted(tmp_path):
-    """Bugs caught under Ray Train (`RayTrainContext`): Ray's ``prepare_model`` (DDP / FSDP1) used instead of
-    FSDP2, only rank 0's shard reported (the merged checkpoint would lack ``__1_0.distcp`` and the restart
-    could not load), a restart that retrains from scratch (steps logged twice) or loses optimizer state."""
-    import ray
-
-    from regionlib.training.loop import run_trainer
-
-    torch.set_num_threads(1)
-    ref = _weights(train_local(_cfg(tmp_path, "ref", batch_size=4, steps=4, strategy="ddp"), str(tmp_path / "ref")))
-    marker = tmp_path / "killed"
-    cfg = _cfg(tmp_path, "faulty", batch_size=2, steps=4, extra=(
-        "run.workers=2", "run.cpus_per_worker=0.5", "train.fail_at_step=3", f"train.fail_marker={marker}"))
-    try:
-        result = run_trainer(cfg)
-    finally:
-        ray.shutdown()
-    assert marker.exists(), "the fault was not injected"
-    ckpt = Path(result.checkpoint.path)
-    assert {"__0_0.distcp", "__1_0.distcp", ".metadata"} <= {p.name for p in (ckpt / "sharded").iterdir()}
-    _assert_same(ref, _weights(ckpt), atol=1e-6)
-    steps = [json.loads(x)["step"] for x in (tmp_path / "faulty" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4]
