@@ -42,8 +42,11 @@ def test_self_label_survives_a_killed_actor(local_ray, tmp_path):
 
 
 def test_thresholds_drop_low_confidence_captions(local_ray, tmp_path):
-    stats = label(tmp_path / "strict", "--min-logprob", "-0.01")  # an untrained captioner is never that sure
-    assert stats["computed"] == 3 and stats["records"] == 0
+    """Bug caught: --min-logprob ignored (every image's regions would be kept, as in the test above). Two
+    images, one shard, one actor: the threshold is per caption, more images would prove no more."""
+    stats = label(tmp_path / "strict", "--min-logprob", "-0.01",  # an untrained captioner is never that sure
+                  "--regionworld", "2", "--actors", "1")
+    assert stats["computed"] == 1 and stats["records"] == 0
 
 
 def test_keyword_expansion_through_a_vlm_endpoint(local_ray, tmp_path):
