@@ -76,12 +76,13 @@ class Settings:
     n_train: int = 2000
     n_test: int = 100
     n_small: int = 150  # Tab. 9's labeled split: the first n_small train images
-    n_unlabeled: int = 400  # Tab. 9's unlabeled pool
-    steps: int = 450
-    self_label_steps: int = 250
+    n_unlabeled: int = 300  # Tab. 9's unlabeled pool
+    steps: int = 300
+    self_label_steps: int = 150
+    candidates: int = 1  # self-labeling: descriptions per region re-ranked by class name (1: greedy)
     batch_size: int = 16
     lr: float = 1e-3
-    new_lr: float = 1.0  # lr factor of the parts the base lacks (mask embedding, adapters)
+    new_lr: float = 3.0  # lr factor of the parts the base lacks (mask embedding, adapters)
     gate_lr: float = 20.0  # lr factor of the adapters' gates (gamma, beta)
     max_new_tokens: int = 32
     parallel: int = 2
@@ -92,8 +93,8 @@ class Settings:
 
 QUICK = Settings(seeds=(0,), image_size=256, n_train=12, n_test=4, n_small=6, n_unlabeled=6, steps=6,
                  self_label_steps=4, batch_size=8, max_new_tokens=12, n_boot=200)
-STUDY = Settings(seeds=(0, 1, 2, 3, 4), n_train=6000, n_test=200, n_small=450, n_unlabeled=1200, steps=1400,
-                 self_label_steps=750)
+STUDY = Settings(seeds=(0, 1, 2, 3, 4), n_train=6000, n_test=200, n_small=450, n_unlabeled=900, steps=1200,
+                 self_label_steps=600, candidates=4)
 
 
 def lr_multipliers(preset: str, st: Settings) -> dict | None:
@@ -192,6 +193,7 @@ def score_predictions(preds: dict[str, str], test, judge) -> dict:
 
 
 VISIBLE = 0.25  # pattern retention (`regionworld.pattern_visibility`) above which a view shows the pattern
+SHAPE_PX = 8  # encoder pixels (one ViT patch of the tiny encoder) an object must span to show its shape
 
 
 def ideal_captions(test, st: Settings) -> dict[str, dict[str, str]]:
@@ -199,7 +201,8 @@ def ideal_captions(test, st: Settings) -> dict[str, dict[str, str]]:
     show replaced by the majority value over the test regions (`verdicts.majority_values`).
 
     What a view cannot show: the full image loses the pattern of objects whose pattern keeps less
-    than `VISIBLE` of its contrast after the resize to the 64-px encoder (`pattern_visibility`);
+    than `VISIBLE` of its contrast after the resize to the 64-px encoder (`pattern_visibility`), and
+    the shape of objects spanning fewer than `SHAPE_PX` encoder pixels there;
     a local (tight) crop loses size, position and the relation (no context); a focal crop loses
     position and size (centred on the object, scaled to it) but keeps the neighbourhood, and its
     pattern where the crop keeps it; the concatenation and DAM see both views."""
@@ -220,7 +223,8 @@ def ideal_captions(test, st: Settings) -> dict[str, dict[str, str]]:
 
             full_sees = not vis["full"][k] < VISIBLE  # NaN (solid) counts as seen
             focal_sees = not vis["focal"][k] < VISIBLE
-            rows["ideal: full"][rid] = blind(() if full_sees else ("pattern",))
+            shape_seen = a["size_px"] * 64 / s.image.shape[0] >= SHAPE_PX
+            rows["ideal: full"][rid] = blind((() if full_sees else ("pattern",)) + (() if shape_seen else ("shape",)))
             rows["ideal: local-crop"][rid] = blind(("size", "position", "relation"))
             rows["ideal: focal-crop"][rid] = blind(("size", "position") + (() if focal_sees else ("pattern",)))
             rows["ideal: full+local-concat"][rid] = caption(a)
@@ -483,7 +487,8 @@ def main(argv=None) -> dict:
         label_stats[seed] = self_label.main(
             ["--regionworld", str(st.n_unlabeled), "--world-seed", str(st.world_seed), "--image-size", str(st.image_size),
              "--checkpoint", results["labeled-only"][seed]["checkpoint"], "--out", str(d), "--actors", str(st.parallel),
-             "--cpus-per-actor", "1", "--max-new-tokens", str(st.max_new_tokens), "--shard-size", "16"])
+             "--cpus-per-actor", "1", "--max-new-tokens", str(st.max_new_tokens), "--shard-size", "16",
+             "--candidates", str(st.candidates)])
         label_stats[seed]["quality"] = self_label_quality(d, st)
         arms = {"self-labeled": d, "gt-labels": control_labels(d, out / "self_labels" / f"s{seed}-gt", st, kind="gt",
                                                                seed=seed),
@@ -582,12 +587,12 @@ def build_report(out: Path, st: Settings, per_seed, ref_scores, results, label_s
     for k, _, label, _ in DAM_VARIANTS:
         tr = [results[k][s]["trace"] for s in seeds]
         entry = {"Prompting": label, "mask embedding norm (end)": fmt([t["mask_embed_norm"][-1] for t in tr])}
-        attn = [np.mean([v[-1] for n, v in t.items() if n.startswith("gate_attn")]) for t in tr if
+        attn = [np.mean([abs(v[-1]) for n, v in t.items() if n.startswith("gate_attn")]) for t in tr if
                 any(n.startswith("gate_attn") for n in t)]
-        ffn = [np.mean([v[-1] for n, v in t.items() if n.startswith("gate_ffn")]) for t in tr if
+        ffn = [np.mean([abs(v[-1]) for n, v in t.items() if n.startswith("gate_ffn")]) for t in tr if
                any(n.startswith("gate_ffn") for n in t)]
-        entry["tanh(gamma), mean over layers (end)"] = fmt(attn) if attn else "—"
-        entry["tanh(beta), mean over layers (end)"] = fmt(ffn) if ffn else "—"
+        entry["|tanh(gamma)|, mean over layers (end)"] = fmt(attn) if attn else "—"
+        entry["|tanh(beta)|, mean over layers (end)"] = fmt(ffn) if ffn else "—"
         gates.append(entry)
     verdicts = _verdicts(per_seed, ref_scores, test, st)
     verdict_rows = [{"claim": v.claim, "paper": v.source, "metric": v.metric, "a": f"{100 * v.a_mean:.1f}",
