@@ -591,8 +591,8 @@ def build_report(out: Path, st: Settings, per_seed, ref_scores, results, label_s
                 any(n.startswith("gate_attn") for n in t)]
         ffn = [np.mean([abs(v[-1]) for n, v in t.items() if n.startswith("gate_ffn")]) for t in tr if
                any(n.startswith("gate_ffn") for n in t)]
-        entry["|tanh(gamma)|, mean over layers (end)"] = fmt(attn) if attn else "—"
-        entry["|tanh(beta)|, mean over layers (end)"] = fmt(ffn) if ffn else "—"
+        entry["tanh(gamma), mean abs over layers (end)"] = fmt(attn) if attn else "—"
+        entry["tanh(beta), mean abs over layers (end)"] = fmt(ffn) if ffn else "—"
         gates.append(entry)
     verdicts = _verdicts(per_seed, ref_scores, test, st)
     verdict_rows = [{"claim": v.claim, "paper": v.source, "metric": v.metric, "a": f"{100 * v.a_mean:.1f}",
