@@ -9,7 +9,8 @@ ablations on RegionWorld, on local Ray, from the shipped pretrained bases.
 
 1. Data: RegionWorld at 512 px (the tiny encoder is 64 px, so a focal crop is a zoom): fresh train
    images (every region seen once: ``steps * batch_size`` regions), test images, a small labeled
-   split and an unlabeled pool (saved as an HF dataset under ``data/``).
+   split and an unlabeled pool (the test split and the pool are saved as an HF dataset under ``data/``;
+   every training task regenerates its train images from the seeds).
 2. Training (`regionlib.training.loop.train_local`, Ray tasks ``parallel`` at a time), one budget —
    steps, batch, learning rate, seeds — for every model, each from the same pretrained base
    (`regionlib.models.bases`, ``"regionworld"``): DAM's five prompting variants of seed 003 Tab. 8

@@ -122,7 +122,6 @@ def apply_base(kind: str, config, base: str | Path, *, preset: str, tokenizer=No
         if kind == "dam":
             _load_part(model.backbone.vision, source.backbone.vision, "vision encoder", preset, d)
             _load_part(model.projector, source.projector, "projector", preset, d)
-        model.base = str(d)
         return model
 
     return config, base_tok, finish

@@ -13,7 +13,8 @@ from RegionWorld alone, with fixed seeds:
   highest predicted IoU, as `SamSegmenter.segment` does, picks a good one).
 * **tiny VL base**: a vision encoder + projector + LM with its tokenizer — the architecture of the
   ``tiny-dam`` presets with the mask embedding held at zero — trained as a plain image captioner
-  on mixed views of one object: the tight crop, DAM's focal crop (with context) and a full image
+  on mixed views of one object: the tight crop, a focal crop (α = 3, minimum 48 px per 256 px of
+  image, so 96 px at 512 — twice DAM's fixed 48 there) and a full image
   holding a single object, each with an appearance caption (`view_caption`).
 
 ``python -m regionlib.training.pretrain --out DIR [--short]`` writes ``DIR/sam.safetensors`` (the
