@@ -36,13 +36,16 @@ run: env
 demo: env
 	$(PY) -m regionlib.demo --out outputs/demo
 
-## The whole test suite (CPU, tiny presets).
+## The whole test suite (CPU, tiny presets), in TEST_PROCS processes (pytest-xdist): the tests that start Ray
+## run in one of them, in order (tests/conftest.py); `make test TEST_PROCS=1` runs it in this one process.
+TEST_PROCS ?= 2
+XDIST := $(if $(filter 1,$(TEST_PROCS)),,-n $(TEST_PROCS) --dist loadgroup)
 test: env
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q $(XDIST) tests
 
 ## The tests not marked slow (a quick check while editing).
 test-fast: env
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q $(XDIST) -m "not slow" tests
 
 ## Retrain the shipped tiny bases (regionlib/models/pretrained/regionworld: tiny SAM + tiny VL base) from
 ## RegionWorld alone, fixed seeds, two processes of one thread each; writes their manifest.json.

@@ -15,6 +15,54 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# ------------------------------------------------------------------ two test processes (`make test`: pytest-xdist -n 2)
+# Tests are spread over the processes one by one (`--dist loadgroup`), except those of the real `ray start
+# --head` (the `ray_head` fixture of tests/jobs): they share one head, so they run in one process (xdist
+# group "ray-head"), and tests/jobs/conftest.py stops it after the last of them. Each process starts its
+# own `local_ray` when a test there first asks for it: two local Rays run side by side on 127.0.0.1, as for
+# two users of one machine (each picks free ports for its GCS, raylet and agents; only one can have the
+# dashboard agent's default HTTP port, which `init_ray`'s instances, dashboard off, do not serve).
+XDIST_GROUPS = {"ray_head": "ray-head"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the xdist_group mark into the scheduling key
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, group in XDIST_GROUPS.items():
+            if fixture in item.fixturenames:
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # an xdist worker (not a pytest run by a test, which inherits its environment)
+        # two processes on 2 cores: one torch thread each, not two
+        import torch
+
+        torch.set_num_threads(1)
+        config.pluginmanager.register(_GroupsApplied(), "regionlib-xdist-groups-applied")
+
+
+class _GroupsApplied:
+    """Refuses a run where xdist's loadgroup silently did nothing (pytest-dev/pytest-xdist#1386: with pytest 9.2
+    the ``@group`` suffix it puts on node ids is dropped: a group's tests would be spread over the processes)."""
+
+    @pytest.hookimpl(trylast=True)  # after xdist's hook, which suffixes the node ids of grouped tests
+    def pytest_collection_modifyitems(self, config, items):
+        if config.getvalue("loadgroup"):
+            for it in items:  # each such test fails at setup, saying why (an error raised here would only
+                if it.get_closest_marker("xdist_group") and "@" not in it.nodeid:  # crash xdist's scheduler)
+                    it.stash[_GROUP_LOST] = True
+
+
+_GROUP_LOST = pytest.StashKey[bool]()
+
+
+def pytest_runtest_setup(item):
+    if item.stash.get(_GROUP_LOST, False):
+        pytest.fail(f"pytest-xdist --dist loadgroup did not group this test: pytest {pytest.__version__} drops the "
+                    "@group suffix of node ids (pytest-dev/pytest-xdist#1386), so the tests sharing one Ray head would "
+                    "start one in each process; use the pytest of requirements/lock.txt")
+
 
 def reference_data_dir() -> Path:
     """`../shared/reference-data` beside the clone, or $REGIONLIB_REFERENCE_DATA (use the fixture)."""

@@ -130,6 +130,12 @@ class _ShardActor:
         return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
 
 
+def pool_size(actors: int, pending: int) -> int:
+    """Actors to start: at most one per pending shard (each builds its models: an extra one only costs a
+    process, a model load and, on a GPU, its memory), at least one."""
+    return max(1, min(int(actors), int(pending)))
+
+
 def run_shards(
     writer: ShardedWriter,
     specs: Sequence[ShardSpec],
@@ -139,7 +145,7 @@ def run_shards(
     num_cpus: float = 0.5,
     num_gpus: float = 0,
 ) -> dict:
-    """Compute every pending shard of ``specs`` on a pool of ``actors`` Ray actors.
+    """Compute every pending shard of ``specs`` on a pool of up to ``actors`` Ray actors (`pool_size`).
 
     Args:
         writer: the output directory's manifest (`ShardedWriter`).
@@ -161,7 +167,7 @@ def run_shards(
         _ShardActor,
         fn_constructor_kwargs={"make_work": make_work, "root": str(writer.root), "suffix": writer.suffix},
         batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=max(1, actors)),
+        compute=ray.data.ActorPoolStrategy(size=pool_size(actors, len(pending))),
         num_cpus=num_cpus,
         num_gpus=num_gpus,
     )

@@ -16,6 +16,14 @@ def test_plan_is_deterministic_and_complete():
         plan_shards([1, 1], 2)
 
 
+
+def test_actor_pool_is_no_larger_than_the_pending_shards():
+    """Bug caught: a rerun with one shard left (or a tiny job) starting every configured actor, each loading
+    its models (a GPU's memory each) for nothing; and a pool of 0 actors for ``--actors 0``."""
+    from regionlib.runtime.distributed import pool_size
+
+    assert pool_size(8, 1) == 1 and pool_size(2, 3) == 2 and pool_size(0, 5) == 1
+
 def test_writer_resumes_and_detects_corruption(tmp_path):
     specs = plan_shards(range(6), 2)
     w = ShardedWriter(tmp_path, kind="t", config={"k": 1}, suffix=".jsonl")
