@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .errors import ConfigError, InvalidPromptError, RegionLibError
+from .errors import ConfigError, InvalidMaskError, InvalidPromptError, RegionLibError
 from .models.checkpoint import RegionModel
 from .models.interface import Captioner
 from .prompts import Prompt
@@ -49,7 +49,7 @@ class RegionPredictor:
             raise ConfigError(f"model must be a regionlib RegionModel, got {type(model).__name__}")
         self.model = model.eval()
         self.batch_size = self._check_batch_size(batch_size)
-        self.state = None
+        self.reset()
 
     @staticmethod
     def _check_batch_size(batch_size) -> int:
@@ -71,8 +71,58 @@ class RegionPredictor:
         self.state = self.model.encode_image(image)
 
     def reset(self) -> None:
-        """Forget the current image and its cached encoding (nothing else: model and settings stay)."""
+        """Forget the current image / clip and its cached encodings (nothing else: model and settings stay)."""
         self.state = None
+        self.frames, self.frame_states = None, {}
+
+    # ---------------------------------------------------------------- video (DAM: a region over a clip)
+    def set_video(self, frames: Sequence) -> None:
+        """A clip of T frames (a sequence of images or a ``(T, H, W, 3)`` array) for `caption_video` /
+        `describe_video`; frames are encoded when a masklet first needs them, once each, and cached."""
+        if not callable(getattr(self.model, "video_inputs", None)):
+            raise ConfigError(f"a {type(self.model).__name__} does not describe video regions; use a DAM")
+        if len(frames) == 0:
+            raise RegionLibError("frames is empty: pass at least one frame")
+        self.reset()
+        self.frames = frames
+
+    def _video_batch(self, masklet, prompt: str | None) -> dict:
+        """One masklet ``(T, H, W)`` -> the model's video inputs over its sampled frames (`sample_frames`)."""
+        from .models.dam import sample_frames
+
+        if self.frames is None:
+            raise RegionLibError("call set_video(frames) first")
+        masks = np.asarray(masklet)
+        if masks.ndim != 3 or len(masks) != len(self.frames):
+            raise InvalidMaskError(f"a masklet must be ({len(self.frames)}, H, W): one mask per frame, "
+                                   f"got {masks.shape}")
+        present = masks.reshape(len(masks), -1).any(1)
+        idx = sample_frames(present, self.model.config.num_video_frames)
+        for i in idx:
+            if i not in self.frame_states:
+                self.frame_states[i] = self.model.encode_image(self.frames[i])
+        return self.model.video_inputs([self.frame_states[i] for i in idx], [masks[i] for i in idx], prompts=prompt)
+
+    @torch.no_grad()
+    def caption_video(self, masklets: Sequence, *, prompts=None, **generate_kwargs) -> list[str]:
+        """Captions of N objects over the clip: ``masklets`` ``(N, T, H, W)`` (one mask per frame each,
+        empty where the object is absent; the frames where it is present are sampled to the model's
+        ``num_video_frames``, as the released DAM video pipeline), ``prompts`` one instruction per masklet
+        or None (the model's video prompt)."""
+        return self.describe_video(masklets, prompts=prompts, **generate_kwargs)[0]
+
+    @torch.no_grad()
+    def describe_video(self, masklets: Sequence, *, prompts=None, **generate_kwargs) -> tuple[list[str], np.ndarray]:
+        """`caption_video` and each caption's mean log-probability per token (eos included)."""
+        if prompts is not None and (isinstance(prompts, str) or len(prompts) != len(masklets)):
+            raise RegionLibError(f"prompts must be None or one instruction per masklet ({len(masklets)})")
+        captions, logp = [], []
+        for k, masklet in enumerate(masklets):
+            caps, lp = self.model.describe(self._video_batch(masklet, None if prompts is None else prompts[k]),
+                                           **generate_kwargs)
+            captions += caps
+            logp.append(lp)
+        return captions, torch.cat(logp).cpu().numpy()
 
     def _require(self, capability: str) -> None:
         if self.state is None:

@@ -276,12 +276,28 @@ class RegionModel(nn.Module):
 
     # ------------------------------------------------------------------ load
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> "RegionModel":
-        """Load a checkpoint written by `save_pretrained` (any kind when called on `RegionModel`), or a
-        training checkpoint directory (the same files plus optimizer / RNG state, which are ignored)."""
+    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu",
+                        image_video_joint: bool = False) -> "RegionModel":
+        """Load a checkpoint written by `save_pretrained` (any kind when called on `RegionModel`), a
+        training checkpoint directory (the same files plus optimizer / RNG state, which are ignored), or
+        a released DAM / SCA checkpoint directory (`regionlib.models.released`: converted on the fly;
+        ``image_video_joint=True`` for DAM's joint image + video checkpoint, which no config records)."""
         from transformers import AutoTokenizer
 
+        from .released import released_kind
+
         d = Path(directory)
+        released = released_kind(d)
+        if released is not None:
+            from .released import load_released
+
+            model = load_released(d, image_video_joint=image_video_joint, device=device)
+            if cls is not RegionModel and not isinstance(model, cls):
+                raise CheckpointError(f"{str(d)!r} holds a released {released!r} model, not a {cls.__name__}")
+            return model
+        if image_video_joint:
+            raise ConfigError("image_video_joint applies to released DAM checkpoints only; a regionlib checkpoint "
+                              f"records it in its config ({str(d)!r} is not a released checkpoint)")
         weights = d / "model.safetensors"
         if not weights.is_file():
             pickles = sorted(p.name for p in d.glob("*") if p.suffix in PICKLE_SUFFIXES) if d.is_dir() else []
@@ -298,7 +314,8 @@ class RegionModel(nn.Module):
         if cls is not RegionModel and not issubclass(model_cls, cls):
             raise CheckpointError(f"{str(d)!r} holds a {kind!r} model, not a {cls.__name__}")
         stored = read_safetensors_header(weights)
-        source = config_from_dict(model_cls.config_class, meta["config"])
+        migrate = getattr(model_cls.config_class, "migrate", None)  # saved fields of an earlier regionlib
+        source = config_from_dict(model_cls.config_class, migrate(meta["config"]) if migrate else meta["config"])
         _check_sam_architectures(meta.get("sam") or {}, d)
         trainable_only = bool(meta.get("trainable_only"))
         try:

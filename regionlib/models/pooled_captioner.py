@@ -28,7 +28,7 @@ from ..masks import boxes_to_masks
 from ..regions import Regions
 from .checkpoint import RegionModel, register_kind
 from .interface import Captioner, ImageState, check_regions
-from .dam import build_projector
+from .projectors import build_projector
 from .lm_head import LMConfig, LMHead, build_lm_head
 from .mask_tokens import FeatureEncoders, MaskTokenizer
 from .vision import VisionConfig

@@ -48,7 +48,7 @@ from ..errors import CheckpointError, ConfigError, RegionLibError
 
 __all__ = ["VisionConfig", "VisionParts", "SUPPORTED_VISION", "VISION_ARCHS", "build_vision_encoder",
            "vision_config_of", "vision_parts", "run_block", "patch_grid", "RegionImageProcessor",
-           "build_image_processor", "NORMALISATION"]
+           "PILImageProcessor", "build_image_processor", "NORMALISATION"]
 
 # default (mean, std) of each family's image processor (used only when no checkpoint names its own)
 NORMALISATION = {
@@ -373,6 +373,29 @@ class RegionImageProcessor:
             return cls(AutoImageProcessor.from_pretrained(str(directory), backend="torchvision"))
         except (OSError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{str(directory)!r}: no loadable image processor ({exc})") from exc
+
+
+class PILImageProcessor(RegionImageProcessor):
+    """The released DAM / VILA pipeline over a checkpoint's image processor: each image (or 0 / 255 mask,
+    replicated to 3 channels) is resized to the encoder size by PIL (bicubic, PIL's default, as VILA's
+    ``process_image`` with ``image_aspect_ratio="resize"``), then rescaled (float64 ``x * rescale_factor``
+    cast to float32) and normalised ``(x - mean) / std`` in float32, as the slow transformers processor
+    does after its own (then identity) resize. Runs on the CPU; returns tensors on the images' device."""
+
+    def _run(self, images: list[torch.Tensor]) -> torch.Tensor:
+        from PIL import Image
+
+        device = images[0].device
+        h, w = self.size
+        scale = float(getattr(self.processor, "rescale_factor", 1 / 255))
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        out = []
+        for im in images:
+            pil = Image.fromarray(im.permute(1, 2, 0).cpu().numpy()).resize((w, h), Image.Resampling.BICUBIC)
+            x = (np.asarray(pil).astype(np.float64) * scale).astype(np.float32)
+            out.append(torch.from_numpy(((x - mean) / std).transpose(2, 0, 1).copy()))
+        return torch.stack(out).to(device)
 
 
 def _family_processor(family: str, size: tuple[int, int]):
