@@ -100,6 +100,10 @@ class RegionCaptionTask:
     state_cache: int = 256
     feature_cache: str | None = None  # a FeatureCache directory of SAM embeddings (SCA), instead of the encoder
     overrides: dict = field(default_factory=dict)
+    # start from this checkpoint directory instead of the preset: regionlib's own or a released DAM / SCA
+    # (RegionModel.from_pretrained converts it); init_lora: LMHead.add_lora's arguments ({}: full fine-tuning)
+    init_from: str | None = None
+    init_lora: dict = field(default_factory=dict)
     seed: int = 0
     _sources: list | None = field(default=None, init=False, repr=False)
     _states: dict = field(default_factory=dict, init=False, repr=False)  # (source, image) -> ImageState
@@ -114,15 +118,32 @@ class RegionCaptionTask:
         except TypeError as exc:
             raise ConfigError(f"task.augment: {exc}") from exc
         self._features = None
+        if self.init_from is not None and (self.base is not None or self.overrides):
+            raise ConfigError(f"task.init_from={self.init_from!r} brings its own architecture and weights: drop "
+                              "task.base and task.overrides (the preset's)")
+        if self.init_lora and self.init_from is None:
+            raise ConfigError("task.init_lora applies to task.init_from; a preset takes LoRA as "
+                              "task.overrides.lm__lora_r")
+        if not isinstance(self.init_lora, dict):
+            raise ConfigError(f"task.init_lora must be a mapping of LMHead.add_lora arguments, got {self.init_lora!r}")
         if self.feature_cache is not None and self._augment.changes_pixels:
             raise ConfigError(f"task.feature_cache={self.feature_cache!r} stands for the unaugmented images: it "
                               "cannot be used with pixel augmentation (augment.lsj / augment.hflip); drop one")
 
     def build_model(self):
-        """The preset (a real LM by ``lm__path`` brings its own tokenizer; the tiny ones learn RegionWorld's words)."""
+        """The preset (a real LM by ``lm__path`` brings its own tokenizer; the tiny ones learn RegionWorld's words),
+        or the checkpoint ``init_from`` (with LoRA adapters when ``init_lora``)."""
         from ..data.grammar import caption_words
-        from ..models import create_model
+        from ..models import RegionModel, create_model
 
+        if self.init_from is not None:
+            self._model = RegionModel.from_pretrained(self.init_from).train()
+            if self.init_lora:
+                try:
+                    self._model.lm_head.add_lora(**self.init_lora)
+                except TypeError as exc:
+                    raise ConfigError(f"task.init_lora: {exc}") from exc
+            return self._model
         self._model = create_model(self.preset, tokenizer_texts=[" ".join(caption_words())], seed=self.seed,
                                    base=self.base, **self.overrides)
         return self._model

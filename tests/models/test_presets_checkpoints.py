@@ -31,6 +31,11 @@ def test_paper_size_presets_build_on_the_meta_device():
     assert 2.6e9 < report["trainable.lm_head"] < 2.8e9
     assert len(dam.backbone.adapters) == 26  # second-to-last of 27 blocks
     assert dam.lm_head.lm.config.hidden_size == 2560
+    # the released DAM-3B architecture: released adapters, VILA's mlp_downsample (27x27 -> 196 tokens), v1 prompt
+    from regionlib.models.projectors import DownsampleProjector
+
+    assert dam.config.adapter == "released" and isinstance(dam.projector, DownsampleProjector)
+    assert dam.config.conversation == "vila_v1" and dam.lm_head.template.startswith("A chat between")
 
 
 def _outputs(model, world):

@@ -302,3 +302,33 @@ def test_joint_checkpoint_prompts(released):
     with pytest.raises(ConfigError, match="image_video_joint"):
         RegionModel.from_pretrained(REPO / "regionlib" / "models" / "pretrained" / "regionworld" / "vl",
                                     image_video_joint=True)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_fine_tuning_a_released_dam_with_the_training_loop(released, tmp_path, lora):
+    """``task.init_from`` = a released DAM directory: regionlib's training loop (local, 3 steps on RegionWorld)
+    fine-tunes it in full or with LoRA; the checkpoint reopens with the released architecture, the weights
+    moved (the LM's base weights stay under LoRA) and the reopened model equals the trained one. Catches a
+    loop that silently trains a preset instead, LoRA adapters lost on save, or the v1 template lost."""
+    from regionlib.training.loop import load_config, train_local
+
+    src = released / "dam_image" / "checkpoint"
+    args = [f"task.init_from={src}", "task.n_images=2", "task.n_val=1", "recipe.lr=0.01", "recipe.warmup_steps=1",
+            "train.batch_size=2", "train.max_steps=3", "train.checkpoint_every=3", "train.log_every=1",
+            f"run.storage={tmp_path}", "run.name=ft"]
+    if lora:
+        args.append("task.init_lora={r: 4, alpha: 8}")
+    ckpt = train_local(load_config(None, args), str(tmp_path / "ft"))
+    tuned = RegionModel.from_pretrained(ckpt)
+    start = RegionModel.from_pretrained(src)
+    assert isinstance(tuned, DAM) and tuned.config.adapter == "released" and tuned.config.conversation == "vila_v1"
+    assert (tuned.lm_head.lora is not None) == lora
+    before = start.lm_head.lm.get_input_embeddings().weight
+    after = tuned.lm_head.lm.get_input_embeddings().weight
+    assert torch.equal(before, after) == lora  # LoRA leaves the base weights, full fine-tuning moves them
+    assert not torch.equal(start.backbone.adapters[0].gamma, tuned.backbone.adapters[0].gamma)
+    _, _, image, mask = _case(released, "case0")
+    batch = tuned.region_inputs(tuned.encode_image(image), Regions.from_masks(mask[None]))
+    again = RegionModel.from_pretrained(ckpt)
+    with torch.no_grad():
+        assert torch.equal(tuned.contexts(batch)[0], again.contexts(batch)[0])
