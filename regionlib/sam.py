@@ -30,12 +30,18 @@ from .images import DEFAULT_MAX_PIXELS, to_rgb_uint8
 from .prompts import Prompt
 from .regions import Regions
 
-__all__ = ["SamConfig", "SAM_PRESETS", "build_sam", "load_state_dict", "SamSegmenter", "SamPrediction"]
+__all__ = ["SamConfig", "SAM_PRESETS", "build_sam", "load_state_dict", "set_block_norm_eps", "SamSegmenter",
+           "SamPrediction"]
 
 
 @dataclass(frozen=True)
 class SamConfig:
-    """Architecture of a SAM (segment-anything's classes; defaults = the released models)."""
+    """Architecture of a SAM (segment-anything's classes; defaults = the released models).
+
+    ``decoder_block_norm_eps``: epsilon of the LayerNorms inside the attention blocks of the mask
+    decoder's two-way transformer (segment-anything: PyTorch's default 1e-5; Hugging Face's ``SamModel``,
+    and so the released SCA: its config's ``layer_norm_eps``, 1e-6). The final LayerNorm keeps 1e-5 in both.
+    """
 
     encoder_embed_dim: int
     encoder_depth: int
@@ -50,6 +56,7 @@ class SamConfig:
     decoder_num_heads: int = 8
     iou_head_hidden_dim: int = 256
     mask_in_chans: int = 16
+    decoder_block_norm_eps: float = 1e-5
 
 
 SAM_PRESETS: dict[str, SamConfig] = {
@@ -127,6 +134,7 @@ def build_sam(preset: str | SamConfig = "vit_h", *, checkpoint: str | Path | Non
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
     )
+    set_block_norm_eps(sam.mask_decoder.transformer, cfg.decoder_block_norm_eps)
     if checkpoint is not None:
         state = load_state_dict(checkpoint)
         expected = sam.state_dict()
@@ -145,6 +153,14 @@ def build_sam(preset: str | SamConfig = "vit_h", *, checkpoint: str | Path | Non
         sam._regionlib_base = str(checkpoint)  # frozen weights can be re-read from here
         sam._regionlib_base_shapes = {k: tuple(v.shape) for k, v in expected.items()}
     return sam.eval()
+
+
+def set_block_norm_eps(transformer: TwoWayTransformer, eps: float) -> None:
+    """Set the epsilon of the LayerNorms inside every attention block of ``transformer`` in place
+    (``norm1`` .. ``norm4``; not ``norm_final_attn``)."""
+    for m in transformer.layers.modules():
+        if isinstance(m, torch.nn.LayerNorm):
+            m.eps = eps
 
 
 @dataclass

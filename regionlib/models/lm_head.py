@@ -71,6 +71,10 @@ class LMConfig:
         lora_r / lora_alpha / lora_dropout / lora_targets: peft LoRA on ``lora_targets`` when r > 0
             (empty: peft's defaults for the LM's architecture).
         chat_template: render the template with the tokenizer's chat template when it has one.
+        bos_position: where the BOS of a tokenizer that adds one goes: ``"context"`` (before the
+            template) or ``"target"`` (the released SCA: none in the context; every target is encoded
+            with the tokenizer's special tokens, so it starts with BOS right after the visual prefix,
+            BOS counted in ``max_target_tokens`` and learned as the first target token).
     """
 
     path: str | None = None
@@ -92,6 +96,10 @@ class LMConfig:
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ()
     chat_template: bool = True
+    bos_position: str = "context"
+
+
+BOS_POSITIONS = ("context", "target")
 
 
 def _check_lm_config(config: LMConfig) -> None:
@@ -194,12 +202,12 @@ class LMHead(nn.Module):
         template: text with one ``{visual}`` slot.
         special_tokens: tokens to add to the tokenizer (input embeddings resized).
         freeze: freeze the LM's weights.
-        label_smoothing / max_target_tokens: see `LMConfig`.
+        label_smoothing / max_target_tokens / bos_position: see `LMConfig`.
     """
 
     def __init__(self, lm: nn.Module, tokenizer, *, template: str = VISUAL_SLOT, special_tokens: Sequence[str] = (),
                  freeze: bool = False, label_smoothing: float = 0.0, max_target_tokens: int | None = None,
-                 chat_template: bool = True):
+                 chat_template: bool = True, bos_position: str = "context"):
         super().__init__()
         if template.count(VISUAL_SLOT) != 1:
             raise ConfigError(f"template must contain exactly one {VISUAL_SLOT!r} slot, got {template!r}")
@@ -213,6 +221,9 @@ class LMHead(nn.Module):
             tokenizer.pad_token = tokenizer.eos_token
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if bos_position not in BOS_POSITIONS:
+            raise ConfigError(f"bos_position must be one of {BOS_POSITIONS}, got {bos_position!r}")
+        self.bos_position = bos_position
         self.lm, self.tokenizer, self.template = lm, tokenizer, template
         self.label_smoothing, self.max_target_tokens = label_smoothing, max_target_tokens
         self.use_chat_template = bool(chat_template)
@@ -278,7 +289,7 @@ class LMHead(nn.Module):
             return cached
         rendered = self.render(text)
         pieces = [self.token_ids(t) for t in rendered.split(VISUAL_SLOT)]
-        bos = self.bos_id
+        bos = self.bos_id if self.bos_position == "context" else None
         if bos is not None and not (rendered.startswith(self.tokenizer.bos_token) or pieces[0][:1] == [bos]):
             pieces[0] = [bos] + pieces[0]
         self._layouts[text] = pieces
@@ -413,12 +424,14 @@ class LMHead(nn.Module):
 
     # ------------------------------------------------------------------ training
     def target_ids(self, targets: Sequence[str]) -> list[list[int]]:
-        """Token ids of each target + eos. A target with out-of-vocabulary words (the unk token of a
-        word-level tokenizer, which decoding drops) is warned about once per word, never silently learned."""
+        """Token ids of each target + eos (BOS first with ``bos_position="target"``). A target with
+        out-of-vocabulary words (the unk token of a word-level tokenizer, which decoding drops) is warned
+        about once per word, never silently learned."""
         eos, unk = self.tokenizer.eos_token_id, self.tokenizer.unk_token_id
+        bos = [self.bos_id] if self.bos_position == "target" and self.bos_id is not None else []
         out = []
         for t in targets:
-            ids = self.token_ids(t)
+            ids = bos + self.token_ids(t)
             if unk is not None and unk in ids:
                 self._warn_unknown(t)
             if self.max_target_tokens is not None:
@@ -672,7 +685,7 @@ def build_lm_head(config: LMConfig, tokenizer, *, special_tokens: Sequence[str] 
         check_tokenizer(lm, tokenizer, path=config.path)
     head = LMHead(lm, tokenizer, template=config.template, special_tokens=special_tokens, freeze=config.freeze,
                   label_smoothing=config.label_smoothing, max_target_tokens=config.max_target_tokens,
-                  chat_template=config.chat_template)
+                  chat_template=config.chat_template, bos_position=config.bos_position)
     if config.lora_r > 0:
         head.add_lora(target_modules=config.lora_targets, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
     return head

@@ -36,10 +36,10 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from ..errors import ConfigError, InvalidPromptError
 from ..prompts import Prompt
-from ..sam import build_sam
+from ..sam import build_sam, set_block_norm_eps
 from ..regions import Regions
 from .checkpoint import RegionModel, register_kind
-from .dam import build_projector
+from .projectors import build_projector
 from .interface import Captioner, ImageState, RegionOutput, check_regions, target_loss
 from .lm_head import LMConfig, LMHead, build_lm_head
 
@@ -51,7 +51,15 @@ MIXER_INPUTS = ("queries+sam-tokens", "queries+raw-tokens", "sam-tokens", "roi-a
 
 @dataclass(frozen=True)
 class SCAConfig:
-    """SCA: SAM preset / checkpoint, LM, and the mixer (paper: 8 queries, 12 layers, 6 task tokens)."""
+    """SCA: SAM preset / checkpoint, LM, and the mixer (paper: 8 queries, 12 layers, 6 task tokens).
+
+    Options of the released SCA (`regionlib.models.released_sca`; the defaults keep segment-anything's ways):
+
+    * ``mixer_block_norm_eps``: epsilon of the LayerNorms in the mixer's attention blocks (segment-anything
+      1e-5; HF's SAM blocks, as in the released SCA, 1e-6; see `SamConfig.decoder_block_norm_eps`).
+    * ``num_beams``: beams of `generate` / `describe` / `segment_and_caption` unless the call names
+      them (the released demo decodes with 3).
+    """
 
     sam_preset: str = "tiny"
     sam_checkpoint: str | None = None
@@ -66,6 +74,8 @@ class SCAConfig:
     roi_size: int = 7
     roi_projector: str = "mlp2x_gelu"
     multimask_output: bool = True
+    mixer_block_norm_eps: float = 1e-5
+    num_beams: int = 1
 
 
 @dataclass
@@ -111,6 +121,8 @@ class SCA(Captioner, RegionModel):
         super().__init__()
         if config.mixer_inputs not in MIXER_INPUTS:
             raise ConfigError(f"mixer_inputs must be one of {MIXER_INPUTS}, got {config.mixer_inputs!r}")
+        if not isinstance(config.num_beams, int) or isinstance(config.num_beams, bool) or config.num_beams < 1:
+            raise ConfigError(f"num_beams must be a positive int, got {config.num_beams!r}")
         self.config, self.sam, self.lm_head = config, sam, lm_head
         for p in sam.parameters():
             p.requires_grad_(False)
@@ -124,6 +136,7 @@ class SCA(Captioner, RegionModel):
                 self.queries = nn.Parameter(torch.randn(config.num_queries, dim) * 0.02)
             self.mixer = TwoWayTransformer(depth=config.mixer_depth, embedding_dim=dim, num_heads=config.mixer_heads,
                                            mlp_dim=config.mixer_mlp_dim)
+            set_block_norm_eps(self.mixer, config.mixer_block_norm_eps)
             self.proj = nn.Linear(dim, width)
         self.task_tokens = nn.Parameter(torch.randn(config.num_task_tokens, width) * 0.02)
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
@@ -138,9 +151,15 @@ class SCA(Captioner, RegionModel):
     def encode_image(self, image) -> ImageState:
         """SAM's image embedding ``image_embeddings`` ``(1, C, h, w)`` of one image."""
         state = ImageState.of(image)
-        x = torch.as_tensor(self.transform.apply_image(state.image), device=self.device).permute(2, 0, 1)[None].float()
-        state.tensors["image_embeddings"] = self.sam.image_encoder(self.sam.preprocess(x))
+        state.tensors["image_embeddings"] = self.sam.image_encoder(self.preprocess(state.image))
         return state
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """``(H, W, 3)`` uint8 RGB -> SAM's input ``(1, 3, S, S)``: segment-anything's ``ResizeLongestSide``
+        (a PIL bilinear resize, ``int(x + 0.5)`` sizes) and ``Sam.preprocess`` (ImageNet mean / std, zero
+        padding bottom / right) — within 5e-7 of transformers' ``SamImageProcessor``."""
+        x = torch.as_tensor(self.transform.apply_image(image), device=self.device).permute(2, 0, 1)[None].float()
+        return self.sam.preprocess(x)
 
     @property
     def device(self) -> torch.device:
@@ -286,15 +305,24 @@ class SCA(Captioner, RegionModel):
             result.logits = lm_out.logits
         return result
 
+    def generate(self, batch: dict, **kwargs) -> list[str]:
+        """`Captioner.generate` with ``config.num_beams`` unless ``num_beams`` is given."""
+        return super().generate(batch, **{"num_beams": self.config.num_beams, **kwargs})
+
+    def describe(self, batch: dict, **kwargs) -> tuple[list[str], torch.Tensor]:
+        """`Captioner.describe` with ``config.num_beams`` unless ``num_beams`` is given."""
+        return super().describe(batch, **{"num_beams": self.config.num_beams, **kwargs})
+
     @torch.no_grad()
     def segment_and_caption(self, batch: dict, original_size: tuple[int, int], **kwargs):
-        """One pass: ``(masks (B, H, W) bool at the original size, predicted IoU (B,), captions)``."""
+        """One pass: ``(masks (B, H, W) bool at the original size, predicted IoU (B,), captions)``
+        (``kwargs`` as `LMHead.generate_ids`; ``num_beams`` defaults to ``config.num_beams``)."""
         out = self._run(batch)
         input_size = self.transform.get_preprocess_shape(original_size[0], original_size[1], self.transform.target_length)
         masks = self.sam.postprocess_masks(out.low_res_masks[:, None], input_size, tuple(original_size))[:, 0]
-        captions = [self.lm_head.decode(ids) for ids in self.lm_head.generate_ids(self.lm_head.contexts(out.prefix),
-                                                                                  **kwargs)]
-        return masks > self.sam.mask_threshold, out.iou.float(), captions
+        kwargs = {"num_beams": self.config.num_beams, **kwargs}
+        ids = self.lm_head.generate_ids(self.lm_head.contexts(out.prefix), **kwargs)
+        return masks > self.sam.mask_threshold, out.iou.float(), [self.lm_head.decode(i) for i in ids]
 
 
 SCA_PROMPTS = ("box", "cpb", "rpb", "rpm")
