@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import sys
 import time
@@ -33,6 +32,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import machine  # noqa: E402
 REFERENCE = Path(os.environ.get("REGIONLIB_REFERENCE_DATA", ROOT.parent / "shared" / "reference-data"))
 METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr")
 
@@ -53,30 +54,6 @@ def corpus(n: int, seed: int = 0) -> tuple[dict[str, str], dict[str, list[str]]]
 
     ids = [str(i) for i in range(n)]
     return {i: caption() for i in ids}, {i: [caption() for _ in range(3)] for i in ids}
-
-
-def machine() -> dict:
-    """CPU model, CPU and thread counts, numpy's BLAS kernel, load average (1, 5, 15 min)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    blas = {}
-    try:
-        from threadpoolctl import threadpool_info
-
-        blas = next(({"blas": i.get("internal_api"), "blas_kernel": i.get("architecture"),
-                      "blas_threads": i.get("num_threads")} for i in threadpool_info() if i.get("user_api") == "blas"),
-                    {})
-    except ImportError:
-        config = np.show_config(mode="dicts") if hasattr(np, "show_config") else {}
-        info = config.get("Build Dependencies", {}).get("blas", {}) if isinstance(config, dict) else {}
-        blas = {"blas": info.get("name"), "blas_kernel": None, "blas_threads": None}
-    return {"cpu_model": cpu, "cpus": os.cpu_count(), "threads": len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity") else os.cpu_count(), **blas,
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def timed(fn):
