@@ -77,7 +77,7 @@ __all__ = ["VARIANTS", "ADAPTERS", "CONVERSATIONS", "Variant", "CrossAttentionAd
 
 ADAPTERS = ("paper", "released")
 CONVERSATIONS = ("regionlib", "vila_v1")
-PREPROCESSING = ("processor", "pil")
+PREPROCESSING = ("processor", "pil", "pil_pad")
 
 VILA_V1_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives "
                   "helpful, detailed, and polite answers to the user's questions.")
@@ -378,8 +378,10 @@ class DAMConfig:
         projector: a kind of `regionlib.models.projectors` (``"mlp_downsample"``: DAM-3B).
         focal_expansion / focal_min_size: the focal crop (alpha = 3, 48-px minimum box).
         masked_cross_attn: the released option masking global tokens outside the region.
-        preprocess: ``"processor"`` (the encoder's ``AutoImageProcessor``, torchvision backend) or
-            ``"pil"`` (the released pipeline: PIL bicubic resize, then rescale and normalise).
+        preprocess: ``"processor"`` (the encoder's ``AutoImageProcessor``, torchvision backend), ``"pil"``
+            (the released pipeline: PIL bicubic resize, then rescale and normalise; VILA's
+            ``image_aspect_ratio="resize"``) or ``"pil_pad"`` (``image_aspect_ratio="pad"``: centred on a
+            square of the mean colour first, `PILImageProcessor`).
         conversation: ``"regionlib"`` (`LMConfig.template`) or ``"vila_v1"`` (module docstring).
         image_video_joint: the released joint image + video checkpoint's prompts (``Image: `` / ``Video: ``).
         num_video_frames: frames a clip is sampled to (`sample_frames`; DAM-3B-Video: 8).
@@ -562,8 +564,9 @@ class DAM(Captioner, RegionModel):
 def build_dam(config: DAMConfig, tokenizer, *, load_weights: bool = True) -> DAM:
     """Wire a `DAM` from ``config`` (vision / LM from their paths or random init)."""
     vision = build_vision_encoder(config.vision, load_weights=load_weights)
-    if config.preprocess == "pil":
-        vision.regionlib_processor = PILImageProcessor(vision.regionlib_processor.processor)
+    if config.preprocess in ("pil", "pil_pad"):
+        vision.regionlib_processor = PILImageProcessor(vision.regionlib_processor.processor,
+                                                       pad_to_square=config.preprocess == "pil_pad")
     backbone = LocalizedBackbone(vision, variant=config.variant, adapter=config.adapter,
                                  feature_layer=config.feature_layer, masked_cross_attn=config.masked_cross_attn)
     if config.conversation == "vila_v1":

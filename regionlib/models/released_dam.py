@@ -64,6 +64,8 @@ _CONTEXT_INERT = {"_name_or_path", "architectures", "transformers_version", "mod
                   "trainable_crop_position_embedding", "crop_embedding_mode"}  # the last three: other provider types
 _CONTEXT_MATCH_TOWER = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "image_size",
                         "patch_size", "layer_norm_eps", "hidden_act")
+# VILA's image_aspect_ratio -> DAMConfig.preprocess (the released process_image)
+_ASPECT = {"resize": "pil", "pad": "pil_pad"}
 # ContextProviderConfig's defaults for fields a saved config may leave out
 _CONTEXT_DEFAULTS = {"hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6}
 _PROJECTOR_KEYS = {"mlp_downsample": {"layers.1.": "projector.norm.", "layers.2.": "projector.fc1.",
@@ -171,9 +173,9 @@ def dam_config_of(path: str | Path, *, image_video_joint: bool = False) -> DAMCo
         raise CheckpointError(f"{str(d / 'config.json')!r}: mm_vision_select_feature = {feature!r} is not implemented "
                               "(SigLIP has no CLS token; released DAMs use 'cls_patch')")
     aspect = top.get("image_aspect_ratio", "resize")
-    if aspect != "resize":
+    if aspect not in _ASPECT:
         raise CheckpointError(f"{str(d / 'config.json')!r}: image_aspect_ratio = {aspect!r} is not implemented "
-                              "(supported: 'resize')")
+                              f"(supported: {sorted(_ASPECT)})")
     layer = top.get("mm_vision_select_layer", -2)
     depth = tower_full.num_hidden_layers
     if not isinstance(layer, int) or not isinstance(depth, int) or not (-depth <= layer <= -1 or 1 <= layer <= depth):
@@ -187,7 +189,7 @@ def dam_config_of(path: str | Path, *, image_video_joint: bool = False) -> DAMCo
     try:
         return DAMConfig(vision=VisionConfig(arch="siglip", path=str(d / "vision_tower")), lm=lm,
                          variant="full+focal-crop-xattn", adapter="released", feature_layer=layer, projector=kind,
-                         masked_cross_attn=bool(ctx.get("masked_cross_attn", False)), preprocess="pil",
+                         masked_cross_attn=bool(ctx.get("masked_cross_attn", False)), preprocess=_ASPECT[aspect],
                          conversation="vila_v1", image_video_joint=bool(image_video_joint), num_video_frames=frames)
     except ConfigError as exc:
         raise CheckpointError(f"{str(d)!r}: {exc}") from exc

@@ -380,7 +380,24 @@ class PILImageProcessor(RegionImageProcessor):
     replicated to 3 channels) is resized to the encoder size by PIL (bicubic, PIL's default, as VILA's
     ``process_image`` with ``image_aspect_ratio="resize"``), then rescaled (float64 ``x * rescale_factor``
     cast to float32) and normalised ``(x - mean) / std`` in float32, as the slow transformers processor
-    does after its own (then identity) resize. Runs on the CPU; returns tensors on the images' device."""
+    does after its own (then identity) resize. ``pad_to_square`` is VILA's ``image_aspect_ratio="pad"``:
+    the image (and the mask image alike) is first centred on a square of the processor's mean colour
+    (``int(m * 255)`` per channel), then resized. Runs on the CPU; returns tensors on the images' device."""
+
+    def __init__(self, processor, *, pad_to_square: bool = False):
+        super().__init__(processor)
+        self.pad_to_square = bool(pad_to_square)
+
+    def _square(self, pil):
+        from PIL import Image
+
+        w, h = pil.size
+        if w == h:
+            return pil
+        side = max(w, h)
+        canvas = Image.new(pil.mode, (side, side), tuple(int(m * 255) for m in self.mean))
+        canvas.paste(pil, ((side - w) // 2, (side - h) // 2))
+        return canvas
 
     def _run(self, images: list[torch.Tensor]) -> torch.Tensor:
         from PIL import Image
@@ -392,7 +409,12 @@ class PILImageProcessor(RegionImageProcessor):
         std = np.asarray(self.std, dtype=np.float32)
         out = []
         for im in images:
-            pil = Image.fromarray(im.permute(1, 2, 0).cpu().numpy()).resize((w, h), Image.Resampling.BICUBIC)
+            pil = Image.fromarray(im.permute(1, 2, 0).cpu().numpy())
+            resample = Image.Resampling.BICUBIC  # "resize": PIL's default in VILA's own resize
+            if self.pad_to_square:  # "pad": the processor's own resize, with its resample
+                pil = self._square(pil)
+                resample = Image.Resampling(int(getattr(self.processor, "resample", resample)))
+            pil = pil.resize((w, h), resample)
             x = (np.asarray(pil).astype(np.float64) * scale).astype(np.float32)
             out.append(torch.from_numpy(((x - mean) / std).transpose(2, 0, 1).copy()))
         return torch.stack(out).to(device)

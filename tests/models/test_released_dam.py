@@ -188,7 +188,7 @@ def _edit_json(path: Path, **changes) -> None:
 
 @pytest.mark.parametrize("where, field, value, match", [
     ("config.json", "mm_vision_select_feature", "patch", "mm_vision_select_feature"),
-    ("config.json", "image_aspect_ratio", "pad", "image_aspect_ratio"),
+    ("config.json", "image_aspect_ratio", "anyres", "image_aspect_ratio"),
     ("config.json", "s2", True, "s2"),
     ("config.json", "some_new_switch", 3, "some_new_switch"),
     ("mm_projector/config.json", "mm_projector_type", "mlp3x_gelu", "mm_projector_type"),
@@ -332,3 +332,29 @@ def test_fine_tuning_a_released_dam_with_the_training_loop(released, tmp_path, l
     again = RegionModel.from_pretrained(ckpt)
     with torch.no_grad():
         assert torch.equal(tuned.contexts(batch)[0], again.contexts(batch)[0])
+
+
+def test_pad_aspect_ratio_centres_image_and_mask_on_the_mean_colour(released, tmp_path):
+    """``image_aspect_ratio: pad`` (VILA's expand2square): the image and the mask image are centred on a
+    square of the mean colour (127 for SigLIP, so the padded mask reads 127, not 0) before the resize;
+    recomputed here with PIL from the definition. Catches padding with black, padding only the image, a
+    resize that distorts the aspect ratio, or the option silently treated as 'resize'."""
+    d = _copy(released, tmp_path)
+    _edit_json(d / "config.json", image_aspect_ratio="pad")
+    model = RegionModel.from_pretrained(d)
+    assert model.config.preprocess == "pil_pad"
+    _, _, image, mask = _case(released, "case0")  # 97 x 131 (W x H): padded left and right
+
+    def expected(rgb: np.ndarray) -> torch.Tensor:
+        h, w = rgb.shape[:2]
+        side = max(h, w)
+        canvas = Image.new("RGB", (side, side), (127, 127, 127))
+        canvas.paste(Image.fromarray(rgb), ((side - w) // 2, (side - h) // 2))
+        x = np.asarray(canvas.resize((70, 70), Image.Resampling.BICUBIC)).astype(np.float64) / 255
+        return torch.from_numpy(((x.astype(np.float32) - 0.5) / 0.5).transpose(2, 0, 1).copy())
+
+    batch = model.region_inputs(model.encode_image(image), Regions.from_masks(mask[None]))
+    assert torch.equal(batch["full_image"][0], expected(image))
+    mask_rgb = np.repeat((mask.astype(np.uint8) * 255)[..., None], 3, axis=2)
+    assert torch.equal(batch["full_mask"][0], expected(mask_rgb)[:1])
+    assert batch["full_mask"][0, 0, 35, 0] == pytest.approx(127 / 255 * 2 - 1, abs=1e-6)  # the padded border
