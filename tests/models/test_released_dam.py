@@ -358,3 +358,32 @@ def test_pad_aspect_ratio_centres_image_and_mask_on_the_mean_colour(released, tm
     mask_rgb = np.repeat((mask.astype(np.uint8) * 255)[..., None], 3, axis=2)
     assert torch.equal(batch["full_mask"][0], expected(mask_rgb)[:1])
     assert batch["full_mask"][0, 0, 35, 0] == pytest.approx(127 / 255 * 2 - 1, abs=1e-6)  # the padded border
+
+
+def test_even_feature_grid_checkpoint(released, tmp_path):
+    """A released-layout DAM with an even feature grid (56 px / patch 14 -> 4x4, no padding in the merge):
+    loads from its own configs (the fixture's weights with 16 position rows) and its projector tokens equal
+    LayerNorm -> Linear -> GELU -> Linear of the block-by-block merge. Catches a size taken from a preset
+    or the odd-grid padding applied to even grids."""
+    d = _copy(released, tmp_path)
+    for part in ("vision_tower", "context_provider"):
+        _edit_json(d / part / "config.json", image_size=56)
+    _edit_json(d / "vision_tower" / "preprocessor_config.json", size={"height": 56, "width": 56})
+    f = d / "vision_tower" / "model.safetensors"
+    state = load_file(str(f))
+    key = "vision_model.embeddings.position_embedding.weight"
+    state[key] = state[key][:16].contiguous()
+    save_file(state, str(f))
+    model = RegionModel.from_pretrained(d)
+    _, _, image, mask = _case(released, "case0")
+    batch = model.region_inputs(model.encode_image(image), Regions.from_masks(mask[None]))
+    assert batch["crop_image"].shape[-2:] == (56, 56)
+    keys = ("full_image", "full_mask", "crop_image", "crop_mask", "image_index")
+    with torch.no_grad():
+        feats = model.backbone(**{k: batch[k] for k in keys})
+        assert feats.shape == (1, 16, 32)
+        p = model.projector
+        want = p.fc2(F.gelu(p.fc1(p.norm(_merge_by_loop(feats)))))
+        got = model.prefix(batch)
+    assert got.shape == (1, 4, 64) and torch.allclose(got, want, atol=1e-6)
+    assert model.lm_head.generate_ids(model.contexts(batch)[0], max_new_tokens=3)
