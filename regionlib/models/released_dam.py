@@ -24,9 +24,10 @@ released key                                                           regionlib
 =====================================================================  ===================================
 
 The context provider's blocks after the selected layer are computed by the released code but never
-reach the LLM; regionlib builds no adapter there, and their keys are checked and left out. Weights
-are read as float32 (float16 / bfloat16 upcast exactly); any key missing, left over or of another
-shape, and any config value regionlib does not implement, is a `CheckpointError` naming it.
+reach the LLM; regionlib builds no adapter there, and their keys are checked and left out. Every name
+and shape is checked from the files' headers first, then the tensors are copied one at a time into the
+float32 model (float16 / bfloat16 upcast exactly; a 3B checkpoint never sits in memory twice); any key
+missing, left over or of another shape, and any config value regionlib does not implement, is a `CheckpointError` naming it.
 The released server's ``--image_video_joint_checkpoint`` (recorded in no config) is the load option
 ``image_video_joint=True``.
 """
@@ -43,7 +44,7 @@ from .dam import DAM, IMAGE_INSTRUCTION, DAMConfig, build_dam, vila_v1_prompt
 from .lm_head import LMConfig
 from .vision import VisionConfig
 
-__all__ = ["load_released_dam", "convert_state", "read_weights", "dam_config_of"]
+__all__ = ["load_released_dam", "convert_state", "WeightFolder", "dam_config_of"]
 
 PARTS = ("llm", "vision_tower", "mm_projector", "context_provider")
 # config.json fields that do not change inference (provenance, training settings, dtype: weights load as float32)
@@ -87,38 +88,54 @@ def _json(path: Path) -> dict:
     return data
 
 
-def read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a transformers weights folder as float32 (floats) on the CPU: ``model.safetensors``,
-    sharded ``model.safetensors.index.json``, or ``pytorch_model.bin`` (loaded with ``weights_only=True``)."""
-    from safetensors.torch import load_file
+class WeightFolder:
+    """The tensors of one transformers weights folder, read lazily (one at a time, so a 3B checkpoint never
+    sits in memory twice): ``model.safetensors`` or sharded ``model.safetensors.index.json`` (names and
+    shapes from the headers), else ``pytorch_model.bin`` (loaded once with ``weights_only=True``).
+    A missing, corrupt or truncated file is a `CheckpointError` naming it."""
 
-    def safetensors(f: Path) -> dict:
-        try:
-            return load_file(str(f), device="cpu")
-        except Exception as exc:  # SafetensorError, OSError: a truncated or corrupt file
-            raise CheckpointError(f"{str(f)!r}: not a readable safetensors file ({type(exc).__name__}: {exc})") from exc
+    def __init__(self, folder: Path):
+        from .checkpoint import read_safetensors_header
 
-    if (folder / "model.safetensors").is_file():
-        state = safetensors(folder / "model.safetensors")
-    elif (folder / "model.safetensors.index.json").is_file():
-        index = _json(folder / "model.safetensors.index.json").get("weight_map")
-        if not isinstance(index, dict) or not index:
-            raise CheckpointError(f"{str(folder / 'model.safetensors.index.json')!r}: no weight_map")
-        state = {}
-        for shard in sorted(set(index.values())):
-            state.update(safetensors(folder / shard))
-        missing = sorted(set(index) - set(state))
-        if missing:
-            raise CheckpointError(f"{str(folder)!r}: the index names tensors its shards lack: {missing[:5]}")
-    elif (folder / "pytorch_model.bin").is_file():
+        self.folder, self._eager = folder, None
+        if (folder / "model.safetensors").is_file():
+            files = {folder / "model.safetensors"}
+        elif (folder / "model.safetensors.index.json").is_file():
+            index = _json(folder / "model.safetensors.index.json").get("weight_map")
+            if not isinstance(index, dict) or not index:
+                raise CheckpointError(f"{str(folder / 'model.safetensors.index.json')!r}: no weight_map")
+            files = {folder / str(f) for f in index.values()}
+        elif (folder / "pytorch_model.bin").is_file():
+            try:
+                self._eager = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+            except Exception as exc:
+                raise CheckpointError(f"{str(folder / 'pytorch_model.bin')!r}: not a plain tensor state dict "
+                                      f"({type(exc).__name__}: {exc})") from exc
+            self.shapes = {k: tuple(v.shape) for k, v in self._eager.items()}
+            return
+        else:
+            raise CheckpointError(f"{str(folder)!r}: no model.safetensors, model.safetensors.index.json or "
+                                  "pytorch_model.bin")
+        self.files, self.shapes = {}, {}
+        for f in sorted(files):
+            for key, (_, shape) in read_safetensors_header(f).items():
+                self.files[key], self.shapes[key] = f, shape
+
+    def keys(self) -> list[str]:
+        return list(self.shapes)
+
+    def tensor(self, key: str) -> torch.Tensor:
+        """One tensor as stored (its dtype; the caller casts)."""
+        if self._eager is not None:
+            return self._eager[key]
+        from safetensors import safe_open
+
         try:
-            state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"{str(folder / 'pytorch_model.bin')!r}: not a plain tensor state dict "
+            with safe_open(str(self.files[key]), framework="pt", device="cpu") as f:
+                return f.get_tensor(key)
+        except Exception as exc:  # SafetensorError, OSError: data truncated after the header
+            raise CheckpointError(f"{str(self.files[key])!r}: tensor {key!r} unreadable "
                                   f"({type(exc).__name__}: {exc})") from exc
-    else:
-        raise CheckpointError(f"{str(folder)!r}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def _check_fields(data: dict, where: str, inert: set, fixed: dict) -> None:
@@ -195,35 +212,37 @@ def dam_config_of(path: str | Path, *, image_video_joint: bool = False) -> DAMCo
         raise CheckpointError(f"{str(d)!r}: {exc}") from exc
 
 
-def convert_state(path: str | Path, model: DAM) -> dict[str, torch.Tensor]:
-    """The released directory's weights under ``model``'s state-dict keys (module docstring's table)."""
+def convert_state(path: str | Path, model: DAM) -> dict[str, tuple[WeightFolder, str]]:
+    """Where each of ``model``'s state-dict keys comes from: ``{regionlib key: (weights folder, released
+    key)}`` (module docstring's table); a released key that maps nowhere is a `CheckpointError`."""
     d = Path(path)
-    out: dict[str, torch.Tensor] = {}
+    out: dict[str, tuple[WeightFolder, str]] = {}
 
-    def put(key: str, value: torch.Tensor, source: str) -> None:
+    def put(key: str, folder: WeightFolder, source: str) -> None:
         if key in out:
-            raise CheckpointError(f"{source}: maps to {key!r} twice")
-        out[key] = value
+            raise CheckpointError(f"{folder.folder.name}/{source}: maps to {key!r} twice")
+        out[key] = (folder, source)
 
     # transformers 4 keeps SigLIP's weights under vision_model.*, transformers 5 without that prefix
     inner = "vision_model." if any(k.startswith("backbone.vision.vision_model.") for k in model.state_dict()) else ""
-    for key, value in read_weights(d / "vision_tower").items():
+    tower = WeightFolder(d / "vision_tower")
+    for key in tower.keys():
         if key.startswith("vision_model.embeddings.mask_patch_embedding."):
-            put("backbone.mask_embed." + key.rsplit(".", 1)[1], value, f"vision_tower/{key}")
+            put("backbone.mask_embed." + key.rsplit(".", 1)[1], tower, key)
         elif key.startswith("vision_model."):
-            put("backbone.vision." + inner + key[len("vision_model."):], value, f"vision_tower/{key}")
+            put("backbone.vision." + inner + key[len("vision_model."):], tower, key)
         else:
             raise CheckpointError(f"{str(d / 'vision_tower')!r}: unexpected weight {key!r}")
-    projector = _PROJECTOR_KEYS[model.config.projector]
-    for key, value in read_weights(d / "mm_projector").items():
+    projector, folder = _PROJECTOR_KEYS[model.config.projector], WeightFolder(d / "mm_projector")
+    for key in folder.keys():
         src = next((s for s in projector if key.startswith(s)), None)
         if src is None:
             raise CheckpointError(f"{str(d / 'mm_projector')!r}: unexpected weight {key!r} for a "
                                   f"{model.config.projector} projector")
-        put(projector[src] + key[len(src):], value, f"mm_projector/{key}")
-    used = model.backbone.depth
+        put(projector[src] + key[len(src):], folder, key)
+    used, folder = model.backbone.depth, WeightFolder(d / "context_provider")
     prefix = "context_provider_module.layers."
-    for key, value in read_weights(d / "context_provider").items():
+    for key in folder.keys():
         if not key.startswith(prefix):
             raise CheckpointError(f"{str(d / 'context_provider')!r}: unexpected weight {key!r}")
         index, _, rest = key[len(prefix):].partition(".")
@@ -231,25 +250,35 @@ def convert_state(path: str | Path, model: DAM) -> dict[str, torch.Tensor]:
         if not index.isdigit() or src is None:
             raise CheckpointError(f"{str(d / 'context_provider')!r}: unexpected weight {key!r}")
         if int(index) < used:  # blocks after the selected layer never reach the LLM
-            put(f"backbone.adapters.{index}.{_ADAPTER_KEYS[src]}{rest[len(src):]}", value, f"context_provider/{key}")
-    for key, value in read_weights(d / "llm").items():
-        put("lm_head.lm." + key, value, f"llm/{key}")
+            put(f"backbone.adapters.{index}.{_ADAPTER_KEYS[src]}{rest[len(src):]}", folder, key)
+    folder = WeightFolder(d / "llm")
+    for key in folder.keys():
+        put("lm_head.lm." + key, folder, key)
     return out
 
 
-def _load_strict(model: DAM, state: dict[str, torch.Tensor], path: Path) -> None:
+@torch.no_grad()
+def _load_strict(model: DAM, sources: dict[str, tuple[WeightFolder, str]], path: Path) -> None:
+    """Check every key and shape from the headers first, then copy tensor by tensor (cast to float32)."""
     expected = model.state_dict()
     tied = {k for k, p in model.named_parameters(remove_duplicate=False)} - {k for k, _ in model.named_parameters()}
-    missing = sorted(k for k in expected if k not in state and k not in tied)
-    unexpected = sorted(k for k in state if k not in expected)
-    wrong = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}"
-                   for k in expected if k in state and state[k].shape != expected[k].shape)
+    shape = {k: folder.shapes[src] for k, (folder, src) in sources.items()}
+    missing = sorted(k for k in expected if k not in sources and k not in tied)
+    unexpected = sorted(k for k in sources if k not in expected)
+    wrong = sorted(f"{k}: checkpoint {shape[k]} vs config {tuple(expected[k].shape)}"
+                   for k in expected if k in sources and shape[k] != tuple(expected[k].shape))
     if missing or unexpected or wrong:
         raise CheckpointError(f"released DAM {str(path)!r} does not match the architecture its configs describe (regionlib keys): "
                               + "; ".join(([f"missing {missing[:8]}"] if missing else [])
                                           + ([f"unexpected {unexpected[:8]}"] if unexpected else [])
                                           + ([f"shape mismatch {wrong[:8]}"] if wrong else [])))
-    model.load_state_dict(state, strict=False)
+    for key, (folder, src) in sources.items():
+        tensor = folder.tensor(src)
+        target = expected[key]
+        if tensor.is_floating_point() != target.is_floating_point():
+            raise CheckpointError(f"{folder.folder.name}/{src}: stored as {tensor.dtype}, the model holds "
+                                  f"{target.dtype}")
+        target.copy_(tensor)
 
 
 def load_released_dam(path: str | Path, *, image_video_joint: bool = False, device: str | torch.device = "cpu") -> DAM:

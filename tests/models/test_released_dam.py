@@ -387,3 +387,29 @@ def test_even_feature_grid_checkpoint(released, tmp_path):
         got = model.prefix(batch)
     assert got.shape == (1, 4, 64) and torch.allclose(got, want, atol=1e-6)
     assert model.lm_head.generate_ids(model.contexts(batch)[0], max_new_tokens=3)
+
+
+def test_sharded_and_bin_weight_folders_and_half_precision_give_the_same_model(released, dam_image, tmp_path):
+    """The real DAM-3B ships its LM sharded (``model.safetensors.index.json``) and in 16-bit floats; a tower
+    may come as ``pytorch_model.bin``: the same weights in those layouts give the same model (bf16 ->
+    float32 is exact, so bf16-rounded weights load to exactly those values). Catches a shard left unread,
+    an index ignored, or a float16 tensor rounded again."""
+    d = _copy(released, tmp_path)
+    llm = load_file(str(d / "llm" / "model.safetensors"))
+    (d / "llm" / "model.safetensors").unlink()
+    names = sorted(llm)
+    halves = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for file, keys in halves.items():
+        save_file({k: llm[k].to(torch.bfloat16) for k in keys}, str(d / "llm" / file))
+    (d / "llm" / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {k: f for f, keys in halves.items() for k in keys}}))
+    tower = load_file(str(d / "vision_tower" / "model.safetensors"))
+    (d / "vision_tower" / "model.safetensors").unlink()
+    torch.save(tower, d / "vision_tower" / "pytorch_model.bin")
+    model = RegionModel.from_pretrained(d)
+    for key, value in llm.items():
+        got = model.state_dict()["lm_head.lm." + key]
+        assert got.dtype == torch.float32 and torch.equal(got, value.to(torch.bfloat16).float())
+    assert torch.equal(model.backbone.mask_embed.weight, dam_image.backbone.mask_embed.weight)
+    assert all(torch.equal(a, b) for a, b in zip(model.backbone.vision.parameters(),
+                                                 dam_image.backbone.vision.parameters()))
