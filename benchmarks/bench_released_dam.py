@@ -79,11 +79,8 @@ BATCH_SIZE = 16
 def machine() -> dict:
     """`timing.machine` (CPU model, CPU / thread counts, numpy's BLAS kernel, load) + torch's threads,
     CPU capability and BLAS."""
-    info = {**timing_machine(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
-    try:
-        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-    except AttributeError:
-        pass
+    info = {**timing_machine(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
     blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
     info["torch_blas"] = blas.group(1) if blas else None
     info["mkldnn"] = torch.backends.mkldnn.is_available()

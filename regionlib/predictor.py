@@ -103,23 +103,26 @@ class RegionPredictor:
                 self.frame_states[i] = self.model.encode_image(self.frames[i])
         return self.model.video_inputs([self.frame_states[i] for i in idx], [masks[i] for i in idx], prompts=prompt)
 
+    def _video_batches(self, masklets: Sequence, prompts):
+        if prompts is not None and (isinstance(prompts, str) or len(prompts) != len(masklets)):
+            raise RegionLibError(f"prompts must be None or one instruction per masklet ({len(masklets)})")
+        for k, masklet in enumerate(masklets):
+            yield self._video_batch(masklet, None if prompts is None else prompts[k])
+
     @torch.no_grad()
     def caption_video(self, masklets: Sequence, *, prompts=None, **generate_kwargs) -> list[str]:
         """Captions of N objects over the clip: ``masklets`` ``(N, T, H, W)`` (one mask per frame each,
         empty where the object is absent; the frames where it is present are sampled to the model's
         ``num_video_frames``, as the released DAM video pipeline), ``prompts`` one instruction per masklet
         or None (the model's video prompt)."""
-        return self.describe_video(masklets, prompts=prompts, **generate_kwargs)[0]
+        return [c for b in self._video_batches(masklets, prompts) for c in self.model.generate(b, **generate_kwargs)]
 
     @torch.no_grad()
     def describe_video(self, masklets: Sequence, *, prompts=None, **generate_kwargs) -> tuple[list[str], np.ndarray]:
-        """`caption_video` and each caption's mean log-probability per token (eos included)."""
-        if prompts is not None and (isinstance(prompts, str) or len(prompts) != len(masklets)):
-            raise RegionLibError(f"prompts must be None or one instruction per masklet ({len(masklets)})")
+        """`caption_video` and each caption's mean log-probability per token (eos included), on one context."""
         captions, logp = [], []
-        for k, masklet in enumerate(masklets):
-            caps, lp = self.model.describe(self._video_batch(masklet, None if prompts is None else prompts[k]),
-                                           **generate_kwargs)
+        for batch in self._video_batches(masklets, prompts):
+            caps, lp = self.model.describe(batch, **generate_kwargs)
             captions += caps
             logp.append(lp)
         return captions, torch.cat(logp).cpu().numpy()

@@ -67,7 +67,7 @@ from ..masks import as_mask_batch, boxes_to_masks
 from ..regions import Regions
 from .checkpoint import RegionModel, register_kind
 from .interface import Captioner, ImageState, check_regions
-from .lm_head import LMConfig, LMHead, build_lm_head
+from .lm_head import VISUAL_SLOT, LMConfig, LMHead, build_lm_head
 from .projectors import build_projector
 from .vision import PILImageProcessor, VisionConfig, build_vision_encoder, run_block, vision_parts
 
@@ -87,9 +87,14 @@ VIDEO_INSTRUCTION = ("Given the video in the form of a sequence of frames above,
                      "region in the video in detail.")
 
 
-def vila_v1_prompt(query: str) -> str:
-    """VILA's ``v1`` conversation (separator style TWO) of one user turn awaiting the answer."""
-    return f"{VILA_V1_SYSTEM} USER: {query} ASSISTANT:"
+def vila_v1_prompt(*, video: bool = False, joint: bool = False, instruction: str | None = None) -> str:
+    """VILA's ``v1`` conversation (separator style TWO) of one user turn awaiting the answer, with the
+    ``{visual}`` slot where the released prompt has its ``<image>`` placeholders:
+    ``<system> USER: [Image: |Video: ]{visual}\\n<instruction> ASSISTANT:`` (``Video: `` for clips,
+    ``Image: `` for single images of a joint checkpoint; the default instruction per medium)."""
+    media = "Video: " if video else ("Image: " if joint else "")
+    instruction = instruction or (VIDEO_INSTRUCTION if video else IMAGE_INSTRUCTION)
+    return f"{VILA_V1_SYSTEM} USER: {media}{VISUAL_SLOT}\n{instruction} ASSISTANT:"
 
 
 def sample_frames(present: Sequence[bool], num_frames: int) -> list[int]:
@@ -539,9 +544,8 @@ class DAM(Captioner, RegionModel):
     def conversation(self, instruction: str | None = None, *, video: bool = False) -> tuple[str, str]:
         """The text before and after the visual tokens of one region's context (``"vila_v1"``), e.g.
         ``("<system> USER: ", "\\nDescribe the masked region in detail. ASSISTANT:")``."""
-        media = "Video: " if video else ("Image: " if self.config.image_video_joint else "")
-        instruction = instruction or (VIDEO_INSTRUCTION if video else IMAGE_INSTRUCTION)
-        before, after = vila_v1_prompt(f"{media}\0\n{instruction}").split("\0")
+        before, after = vila_v1_prompt(video=video, joint=self.config.image_video_joint,
+                                       instruction=instruction).split(VISUAL_SLOT)
         return before, after
 
     def contexts(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -569,11 +573,9 @@ def build_dam(config: DAMConfig, tokenizer, *, load_weights: bool = True) -> DAM
                                                        pad_to_square=config.preprocess == "pil_pad")
     backbone = LocalizedBackbone(vision, variant=config.variant, adapter=config.adapter,
                                  feature_layer=config.feature_layer, masked_cross_attn=config.masked_cross_attn)
-    if config.conversation == "vila_v1":
-        head_cfg = config.lm
-        template = vila_v1_prompt(("Image: " if config.image_video_joint else "") + "{visual}\n" + IMAGE_INSTRUCTION)
-        if head_cfg.template != template:
-            raise ConfigError(f"conversation 'vila_v1' renders LMConfig.template {template!r}, got {head_cfg.template!r}")
+    template = vila_v1_prompt(joint=config.image_video_joint)
+    if config.conversation == "vila_v1" and config.lm.template != template:
+        raise ConfigError(f"conversation 'vila_v1' renders LMConfig.template {template!r}, got {config.lm.template!r}")
     lm_head = build_lm_head(config.lm, tokenizer, load_weights=load_weights)
     return DAM(config, backbone, build_projector(config.projector, backbone.width, lm_head.width), lm_head)
 

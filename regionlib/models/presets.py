@@ -27,7 +27,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from .checkpoint import MODEL_KINDS, RegionModel
-from .dam import IMAGE_INSTRUCTION, DAMConfig, vila_v1_prompt
+from .dam import DAMConfig, vila_v1_prompt
 from .lm_head import LMConfig
 from .pooled_captioner import PooledCaptionerConfig
 from .ras import RASConfig
@@ -85,7 +85,7 @@ _SIGLIP_SO400M = VisionConfig(arch="siglip", image_size=384, patch_size=14, widt
 register_preset("dam-3b", "dam", DAMConfig(
     vision=_SIGLIP_SO400M,
     lm=LMConfig(arch="llama", width=2560, depth=32, heads=20, intermediate=6912, vocab_size=32000, max_positions=4096,
-                template=vila_v1_prompt("{visual}\n" + IMAGE_INSTRUCTION)),
+                template=vila_v1_prompt()),
     adapter="released", projector="mlp_downsample", preprocess="pil", conversation="vila_v1"),
     "DAM-3B's released architecture (SigLIP so400m-384, released adapters, mlp_downsample -> 196 tokens, VILA v1 "
     "prompt, a 2.7B Llama of VILA1.5-3B's Sheared-LLaMA shape); the released weights open with "

@@ -40,11 +40,12 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from .dam import DAM, IMAGE_INSTRUCTION, DAMConfig, build_dam, vila_v1_prompt
+from .dam import DAM, DAMConfig, build_dam, vila_v1_prompt
 from .lm_head import LMConfig
+from .released import WeightFolder
 from .vision import VisionConfig
 
-__all__ = ["load_released_dam", "convert_state", "WeightFolder", "dam_config_of"]
+__all__ = ["load_released_dam", "convert_state", "dam_config_of"]
 
 PARTS = ("llm", "vision_tower", "mm_projector", "context_provider")
 # config.json fields that do not change inference (provenance, training settings, dtype: weights load as float32)
@@ -86,56 +87,6 @@ def _json(path: Path) -> dict:
     if not isinstance(data, dict):
         raise CheckpointError(f"{str(path)!r}: expected a JSON object, got {type(data).__name__}")
     return data
-
-
-class WeightFolder:
-    """The tensors of one transformers weights folder, read lazily (one at a time, so a 3B checkpoint never
-    sits in memory twice): ``model.safetensors`` or sharded ``model.safetensors.index.json`` (names and
-    shapes from the headers), else ``pytorch_model.bin`` (loaded once with ``weights_only=True``).
-    A missing, corrupt or truncated file is a `CheckpointError` naming it."""
-
-    def __init__(self, folder: Path):
-        from .checkpoint import read_safetensors_header
-
-        self.folder, self._eager = folder, None
-        if (folder / "model.safetensors").is_file():
-            files = {folder / "model.safetensors"}
-        elif (folder / "model.safetensors.index.json").is_file():
-            index = _json(folder / "model.safetensors.index.json").get("weight_map")
-            if not isinstance(index, dict) or not index:
-                raise CheckpointError(f"{str(folder / 'model.safetensors.index.json')!r}: no weight_map")
-            files = {folder / str(f) for f in index.values()}
-        elif (folder / "pytorch_model.bin").is_file():
-            try:
-                self._eager = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-            except Exception as exc:
-                raise CheckpointError(f"{str(folder / 'pytorch_model.bin')!r}: not a plain tensor state dict "
-                                      f"({type(exc).__name__}: {exc})") from exc
-            self.shapes = {k: tuple(v.shape) for k, v in self._eager.items()}
-            return
-        else:
-            raise CheckpointError(f"{str(folder)!r}: no model.safetensors, model.safetensors.index.json or "
-                                  "pytorch_model.bin")
-        self.files, self.shapes = {}, {}
-        for f in sorted(files):
-            for key, (_, shape) in read_safetensors_header(f).items():
-                self.files[key], self.shapes[key] = f, shape
-
-    def keys(self) -> list[str]:
-        return list(self.shapes)
-
-    def tensor(self, key: str) -> torch.Tensor:
-        """One tensor as stored (its dtype; the caller casts)."""
-        if self._eager is not None:
-            return self._eager[key]
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(self.files[key]), framework="pt", device="cpu") as f:
-                return f.get_tensor(key)
-        except Exception as exc:  # SafetensorError, OSError: data truncated after the header
-            raise CheckpointError(f"{str(self.files[key])!r}: tensor {key!r} unreadable "
-                                  f"({type(exc).__name__}: {exc})") from exc
 
 
 def _check_fields(data: dict, where: str, inert: set, fixed: dict) -> None:
@@ -201,8 +152,7 @@ def dam_config_of(path: str | Path, *, image_video_joint: bool = False) -> DAMCo
     frames = top.get("num_video_frames") or 8
     if not isinstance(frames, int) or frames < 1:
         raise CheckpointError(f"{str(d / 'config.json')!r}: num_video_frames = {frames!r} is not a positive int")
-    media = "Image: " if image_video_joint else ""
-    lm = LMConfig(path=str(d / "llm"), template=vila_v1_prompt(f"{media}{{visual}}\n{IMAGE_INSTRUCTION}"))
+    lm = LMConfig(path=str(d / "llm"), template=vila_v1_prompt(joint=image_video_joint))
     try:
         return DAMConfig(vision=VisionConfig(arch="siglip", path=str(d / "vision_tower")), lm=lm,
                          variant="full+focal-crop-xattn", adapter="released", feature_layer=layer, projector=kind,
@@ -272,13 +222,16 @@ def _load_strict(model: DAM, sources: dict[str, tuple[WeightFolder, str]], path:
                               + "; ".join(([f"missing {missing[:8]}"] if missing else [])
                                           + ([f"unexpected {unexpected[:8]}"] if unexpected else [])
                                           + ([f"shape mismatch {wrong[:8]}"] if wrong else [])))
+    by_folder: dict[int, tuple[WeightFolder, dict[str, str]]] = {}
     for key, (folder, src) in sources.items():
-        tensor = folder.tensor(src)
-        target = expected[key]
-        if tensor.is_floating_point() != target.is_floating_point():
-            raise CheckpointError(f"{folder.folder.name}/{src}: stored as {tensor.dtype}, the model holds "
-                                  f"{target.dtype}")
-        target.copy_(tensor)
+        by_folder.setdefault(id(folder), (folder, {}))[1][src] = key
+    for folder, targets in by_folder.values():
+        for src, tensor in folder.tensors(targets):
+            target = expected[targets[src]]
+            if tensor.is_floating_point() != target.is_floating_point():
+                raise CheckpointError(f"{folder.folder.name}/{src}: stored as {tensor.dtype}, the model holds "
+                                      f"{target.dtype}")
+            target.copy_(tensor)
 
 
 def load_released_dam(path: str | Path, *, image_video_joint: bool = False, device: str | torch.device = "cpu") -> DAM:

@@ -52,11 +52,12 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..sam import SAM_PRESETS, SamConfig, load_state_dict
+from ..sam import SAM_PRESETS, SamConfig
 from .lm_head import LMConfig, check_tokenizer
+from .released import WeightFolder, released_kind
 from .sca import SCA, SCAConfig, build_sca
 
-__all__ = ["is_released_sca", "load_released_sca", "released_sca_config", "hf_sam_key", "RELEASED_ARCHITECTURE"]
+__all__ = ["load_released_sca", "released_sca_config", "hf_sam_key", "RELEASED_ARCHITECTURE"]
 
 RELEASED_ARCHITECTURE = "ScaMultitaskV2Model"
 TASKS = ("recognition", "caption")  # the released TASK_TYPE_MAPPING order: task k owns task-token rows kT:(k+1)T
@@ -65,17 +66,6 @@ MODEL_MAX_LENGTH = 20  # ScaProcessor's model_max_length in the released src/tra
 DEMO_NUM_BEAMS = 3  # scripts/apps/sca_app.py run()
 LABEL_SMOOTHING = 0.1  # the released forward's CrossEntropyLoss
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-def is_released_sca(path: str | Path) -> bool:
-    """True when ``path`` is a directory whose config.json says ``model_type: "sca"``."""
-    cfg = Path(path) / "config.json"
-    try:
-        data = json.loads(cfg.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("model_type") == "sca"
 
 
 # ---------------------------------------------------------------------------------------------- config.json
@@ -393,29 +383,6 @@ def _convert(model: SCA, released: dict[str, torch.Tensor], source: str) -> dict
     return out
 
 
-def _read_weights(d: Path) -> tuple[dict[str, torch.Tensor], Path]:
-    """The released state dict: one file of `WEIGHT_FILES` (safetensors first, as transformers does) or the
-    shards its ``.index.json`` lists (a shard's key outside its ``weight_map`` entry: `CheckpointError`)."""
-    for name in WEIGHT_FILES:
-        if (d / name).is_file():
-            return load_state_dict(d / name), d / name
-        index = d / f"{name}.index.json"
-        if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise CheckpointError(f"{index}: not a shard index with a weight_map ({exc})") from exc
-            state: dict[str, torch.Tensor] = {}
-            for shard in sorted(set(weight_map.values())):
-                part = load_state_dict(d / shard)
-                stray = sorted(k for k in part if weight_map.get(k) != shard)
-                if stray:
-                    raise CheckpointError(f"{d / shard}: keys {stray[:10]} are not mapped to it by {index.name}")
-                state.update(part)
-            return state, index
-    raise CheckpointError(f"{d}: no weights ({', '.join(WEIGHT_FILES)} or their .index.json shards)")
-
-
 def load_released_sca(path: str | Path, *, device: str | torch.device = "cpu") -> SCA:
     """Open a released SCA directory (module docstring) as a regionlib `SCA`, in eval mode on ``device``.
 
@@ -425,7 +392,7 @@ def load_released_sca(path: str | Path, *, device: str | torch.device = "cpu") -
     from transformers import AutoTokenizer
 
     d = Path(path)
-    if not is_released_sca(d):
+    if released_kind(d) != "sca":
         raise CheckpointError(f"{d}: not a released SCA directory (config.json with model_type 'sca')")
     config = released_sca_config(d)
     try:  # decoding cleans up spaces when tokenizer_config.json says so, as transformers 4.x did for GPT-2's BPE too
@@ -449,7 +416,7 @@ def load_released_sca(path: str | Path, *, device: str | torch.device = "cpu") -
         raise CheckpointError(f"{d}: config.json gives an SCA regionlib cannot build ({exc})") from exc
     _check_lm_fields(text, model.lm_head.lm)
     check_tokenizer(model.lm_head.lm, tokenizer)
-    released, source = _read_weights(d)
-    model.load_state_dict(_convert(model, released, str(source)), strict=False)  # all but a tied output embedding
+    weights = WeightFolder(d)
+    model.load_state_dict(_convert(model, weights.state(), str(weights.source)), strict=False)  # all but a tied output embedding
     return model.to(device).eval()
 

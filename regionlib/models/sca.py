@@ -305,13 +305,17 @@ class SCA(Captioner, RegionModel):
             result.logits = lm_out.logits
         return result
 
+    def _decoding(self, kwargs: dict) -> dict:
+        """Generation settings: ``config.num_beams`` unless the call names ``num_beams``."""
+        return {"num_beams": self.config.num_beams, **kwargs}
+
     def generate(self, batch: dict, **kwargs) -> list[str]:
-        """`Captioner.generate` with ``config.num_beams`` unless ``num_beams`` is given."""
-        return super().generate(batch, **{"num_beams": self.config.num_beams, **kwargs})
+        """`Captioner.generate` with `_decoding`'s defaults."""
+        return super().generate(batch, **self._decoding(kwargs))
 
     def describe(self, batch: dict, **kwargs) -> tuple[list[str], torch.Tensor]:
-        """`Captioner.describe` with ``config.num_beams`` unless ``num_beams`` is given."""
-        return super().describe(batch, **{"num_beams": self.config.num_beams, **kwargs})
+        """`Captioner.describe` with `_decoding`'s defaults."""
+        return super().describe(batch, **self._decoding(kwargs))
 
     @torch.no_grad()
     def segment_and_caption(self, batch: dict, original_size: tuple[int, int], **kwargs):
@@ -320,8 +324,7 @@ class SCA(Captioner, RegionModel):
         out = self._run(batch)
         input_size = self.transform.get_preprocess_shape(original_size[0], original_size[1], self.transform.target_length)
         masks = self.sam.postprocess_masks(out.low_res_masks[:, None], input_size, tuple(original_size))[:, 0]
-        kwargs = {"num_beams": self.config.num_beams, **kwargs}
-        ids = self.lm_head.generate_ids(self.lm_head.contexts(out.prefix), **kwargs)
+        ids = self.lm_head.generate_ids(self.lm_head.contexts(out.prefix), **self._decoding(kwargs))
         return masks > self.sam.mask_threshold, out.iou.float(), [self.lm_head.decode(i) for i in ids]
 
 

@@ -121,11 +121,11 @@ class RegionCaptionTask:
         if self.init_from is not None and (self.base is not None or self.overrides):
             raise ConfigError(f"task.init_from={self.init_from!r} brings its own architecture and weights: drop "
                               "task.base and task.overrides (the preset's)")
+        if not isinstance(self.init_lora, dict):
+            raise ConfigError(f"task.init_lora must be a mapping of LMHead.add_lora arguments, got {self.init_lora!r}")
         if self.init_lora and self.init_from is None:
             raise ConfigError("task.init_lora applies to task.init_from; a preset takes LoRA as "
                               "task.overrides.lm__lora_r")
-        if not isinstance(self.init_lora, dict):
-            raise ConfigError(f"task.init_lora must be a mapping of LMHead.add_lora arguments, got {self.init_lora!r}")
         if self.feature_cache is not None and self._augment.changes_pixels:
             raise ConfigError(f"task.feature_cache={self.feature_cache!r} stands for the unaugmented images: it "
                               "cannot be used with pixel augmentation (augment.lsj / augment.hflip); drop one")

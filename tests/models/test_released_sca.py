@@ -17,7 +17,8 @@ import torch
 
 from regionlib.errors import CheckpointError
 from regionlib.models.checkpoint import RegionModel
-from regionlib.models.released_sca import is_released_sca, load_released_sca
+from regionlib.models.released import released_kind
+from regionlib.models.released_sca import load_released_sca
 from regionlib.predictor import RegionPredictor
 from regionlib.prompts import Prompt
 
@@ -101,10 +102,10 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_fixture_directory_is_recognised_as_released_sca(released, tmp_path):
     """Catches a detector that misses the released layout (RegionModel.from_pretrained would then refuse it
     as a pickle checkpoint) or claims regionlib's own directories."""
-    assert is_released_sca(released / "checkpoint")
-    assert not is_released_sca(tmp_path)
+    assert released_kind(released / "checkpoint") == "sca"
+    assert released_kind(tmp_path) is None
     (tmp_path / "config.json").write_text(json.dumps({"format": "regionlib/2", "kind": "sca"}))
-    assert not is_released_sca(tmp_path)
+    assert released_kind(tmp_path) is None
 
 
 def test_loaded_config_takes_every_size_from_config_json(model):
@@ -163,8 +164,8 @@ def test_boxes_and_postprocessed_masks_match(outputs, name):
 
 @pytest.mark.parametrize("name", CASES)
 def test_greedy_decoding_and_text_match(outputs, name):
-    """Catches a decoding that feeds the released generate's BOS placeholder to the LM, stops at the wrong
-    eos, or decodes text differently (special tokens kept, spaces)."""
+    """Catches a decoding that feeds the LM the leading BOS id the released generate returns (never an LM
+    input), stops at the wrong eos, or decodes text differently (special tokens kept, spaces)."""
     o = outputs[name]
     assert o["greedy_ids"] == o["meta"]["greedy_ids"]
     assert o["greedy_ids"] == o["ref"]["greedy_sequences"][0, 0, 0, 1:].tolist()[: len(o["greedy_ids"])]
@@ -402,7 +403,8 @@ def test_llama_sca_puts_bos_after_the_visual_prefix_like_the_released_code(relea
     """Catches regionlib's usual BOS-first context with a Llama tokenizer: the released SCADataTransform
     encodes each caption with the tokenizer's special tokens (BOS first, counted in the 18 tokens, EOS
     appended), the released forward puts it after ``[task tokens; projected queries]`` and learns BOS as the
-    first target; generation starts from the prefix alone (transformers 4.36's BOS placeholder is never fed)."""
+    first target; generation starts from the prefix alone (the leading BOS id transformers 4.36 returns is
+    never fed)."""
     model = load_released_sca(_llama_sca(released, tmp_path / "llama"))
     head, tok = model.lm_head, model.lm_head.tokenizer
     assert head.template_ids() == ([], [])  # nothing, BOS included, before the task tokens
