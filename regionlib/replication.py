@@ -592,8 +592,8 @@ def build_report(out: Path, st: Settings, per_seed, ref_scores, results, label_s
                 any(n.startswith("gate_attn") for n in t)]
         ffn = [np.mean([abs(v[-1]) for n, v in t.items() if n.startswith("gate_ffn")]) for t in tr if
                any(n.startswith("gate_ffn") for n in t)]
-        entry["tanh(gamma), mean abs over layers (end)"] = fmt(attn) if attn else "—"
-        entry["tanh(beta), mean abs over layers (end)"] = fmt(ffn) if ffn else "—"
+        entry["attention gate, mean abs over layers (end)"] = fmt(attn) if attn else "—"
+        entry["FFN gate, mean abs over layers (end)"] = fmt(ffn) if ffn else "—"
         gates.append(entry)
     verdicts = _verdicts(per_seed, ref_scores, test, st)
     verdict_rows = [{"claim": v.claim, "paper": v.source, "metric": v.metric, "a": f"{100 * v.a_mean:.1f}",
@@ -656,8 +656,8 @@ def _gate_figure(results, seed: int):
         ax1.plot(tr["step"], tr["mask_embed_norm"], label=label)
     tr = results["dam"][seed]["trace"]
     for name in sorted(n for n in tr if re.match(r"gate_(attn|ffn)_\d+$", n)):
-        ax2.plot(tr["step"], tr[name], label=name.replace("gate_attn_", "tanh γ, layer ").replace("gate_ffn_",
-                                                                                                 "tanh β, layer "))
+        ax2.plot(tr["step"], tr[name], label=name.replace("gate_attn_", "attention gate, layer ")
+                 .replace("gate_ffn_", "FFN gate, layer "))
     ax1.set(title="mask embedding ‖E_M‖", xlabel="step")
     ax2.set(title="DAM's adapter gates", xlabel="step")
     ax1.legend(fontsize=7)

@@ -9,8 +9,7 @@ output, no post-LayerNorm); the regional pass ``z' = f_R(x', z)`` reuses the *sa
 (queries) attend to that **one** ``z`` (keys / values, the same for every adapter, eq. 6). Two
 adapter forms, ``adapter=``:
 
-* ``"released"`` (`ReleasedAdapter`, the released DAM-3B and regionlib's default for released
-  checkpoints)::
+* ``"released"`` (`ReleasedAdapter`, the released DAM-3B's; the default, the tiny presets' too)::
 
       h += a_i * CrossAttn(q = LN1_i(h), kv = z)          (separate q / k / v / out projections)
       h += m_i * fc2(gelu_tanh(fc1(LN2_i(h))))            (FFN width = the tower's MLP width)
@@ -23,7 +22,8 @@ adapter forms, ``adapter=``:
 
       h' = h + tanh(gamma_i) * CrossAttn(h, z);    h_adapter = h' + tanh(beta_i) * FFN(h')
 
-  with scalar gamma = beta = 0 at init, FFN 4x wide with exact GELU.
+  with scalar gamma = beta = 0 at init, FFN 4x wide with exact GELU (kept as a named option: the
+  form the paper's equations describe).
 
 With the zero-initialised parts the backbone's output equals the base encoder's exactly. Only the
 regional tokens go to the LLM (same sequence length as one image), through the projector
@@ -206,7 +206,7 @@ class LocalizedBackbone(nn.Module):
         masked_cross_attn: mask global tokens outside the region out of the adapters' keys.
     """
 
-    def __init__(self, vision: nn.Module, *, variant: str = "full+focal-crop-xattn", adapter: str = "paper",
+    def __init__(self, vision: nn.Module, *, variant: str = "full+focal-crop-xattn", adapter: str = "released",
                  feature_layer: int = -2, masked_cross_attn: bool = False):
         super().__init__()
         if variant not in VARIANTS:
@@ -378,7 +378,7 @@ class DAMConfig:
 
     Attributes:
         vision / lm: the vision encoder and the LM.
-        variant: a key of `VARIANTS` (seed 003 Tab. 8). adapter: ``"paper"`` | ``"released"``.
+        variant: a key of `VARIANTS` (seed 003 Tab. 8). adapter: ``"released"`` | ``"paper"``.
         feature_layer: the encoder block whose output is used (-2: the second-to-last).
         projector: a kind of `regionlib.models.projectors` (``"mlp_downsample"``: DAM-3B).
         focal_expansion / focal_min_size: the focal crop (alpha = 3, 48-px minimum box).
@@ -395,7 +395,7 @@ class DAMConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
     lm: LMConfig = field(default_factory=LMConfig)
     variant: str = "full+focal-crop-xattn"
-    adapter: str = "paper"
+    adapter: str = "released"
     feature_layer: int = -2
     projector: str = "mlp2x_gelu"
     focal_expansion: float = 3.0

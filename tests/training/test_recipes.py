@@ -25,7 +25,7 @@ def test_new_parts_and_gates_get_their_own_learning_rates():
     opt = build_optimizer(model, recipe, batch_size=8)
     adapter = model.backbone.adapters[0]
     assert _lr_of(opt, adapter.gamma) == pytest.approx(2e-2)  # the first matching pattern wins
-    assert _lr_of(opt, adapter.attn.in_proj_weight) == pytest.approx(2e-3)
+    assert _lr_of(opt, adapter.q_proj.weight) == pytest.approx(2e-3)
     assert _lr_of(opt, model.backbone.mask_embed.weight) == pytest.approx(2e-3)
     assert _lr_of(opt, model.lm_head.lm.get_input_embeddings().weight) == pytest.approx(1e-3)
     assert sum(len(g["params"]) for g in opt.param_groups) == sum(p.requires_grad for p in model.parameters())
