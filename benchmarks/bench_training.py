@@ -86,8 +86,8 @@ def write_cache(tmp: Path, overrides: list[str]) -> Path:
     from regionlib.training.tasks import create_task
 
     cfg = load_config(None, overrides)
-    torch.manual_seed(int(cfg["train"]["seed"]))
-    task = create_task(cfg["task"], seed=int(cfg["train"]["seed"]))
+    torch.manual_seed(cfg.train.seed)
+    task = create_task(cfg.task, seed=cfg.train.seed)
     model = task.build_model()
     task.epoch_samples(0)
     items = {str(it.image_id): it for src in task._sources for it in src.items}

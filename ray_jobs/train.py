@@ -4,8 +4,9 @@ Local:    python ray_jobs/train.py --config ray_jobs/configs/dam_tiny.yaml --set
 Cluster:  ray job submit --working-dir . -- python ray_jobs/train.py --config ray_jobs/configs/dam_tiny.yaml \\
               --set run.workers=8 --set run.use_gpu=true --set run.storage=/shared/runs
 
-The loop, the config sections and the checkpoint format are `regionlib.training.loop`'s;
-``--resume PATH`` resumes a stopped run from a checkpoint directory.
+The settings are `regionlib.training.config.TrainJob`'s (listed below); an unknown key, a wrong type
+or an out-of-range value stops here, before Ray starts. ``--resume PATH`` resumes a stopped run from
+a checkpoint directory.
 """
 
 from __future__ import annotations
@@ -17,19 +18,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `regionlib` importable under `ray job submit`
 
-from regionlib.training.loop import load_config, run_trainer  # noqa: E402
+from regionlib.config import describe  # noqa: E402
+from regionlib.training.config import TrainJob, load_config  # noqa: E402
+from regionlib.training.loop import run_trainer  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="settings (--set section.key=value):\n" + describe(TrainJob))
     parser.add_argument("--config", help="YAML config (see ray_jobs/configs/)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--resume", help="checkpoint directory to resume from")
     parser.add_argument("--address", default=None)
     args = parser.parse_args(argv)
-    cfg = load_config(args.config, args.set)
-    if args.resume:
-        cfg["resume_from"] = str(Path(args.resume).resolve())
+    extra = {"resume_from": str(Path(args.resume).resolve())} if args.resume else {}
+    cfg = load_config(args.config, args.set, **extra)
     result = run_trainer(cfg, address=args.address)
     print(json.dumps({"metrics": result.metrics, "checkpoint": result.checkpoint.path if result.checkpoint else None},
                      default=str))

@@ -47,10 +47,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ConfigError, DataFormatError
+
+if TYPE_CHECKING:
+    from .training.config import TrainJob
 
 #: (row of the seed 003 Tab. 8-shaped table, preset, prompting, cross-attention)
 DAM_VARIANTS = (
@@ -111,23 +115,23 @@ def lr_multipliers(preset: str, st: Settings) -> dict | None:
 
 
 def train_config(st: Settings, *, preset: str, seed: int, sources: list, steps: int, name: str, storage: str,
-                 overrides: dict, base: str | None) -> dict:
-    from .training.loop import load_config
+                 overrides: dict, base: str | None) -> TrainJob:
+    from .training.config import load_config
 
-    cfg = load_config(None, [])
-    cfg["task"].update({"name": "region-captioner", "preset": preset, "base": base, "sources": sources, "n_val": 0,
-                        "overrides": overrides, "max_new_tokens": st.max_new_tokens})
     sca = preset.startswith("tiny-sca")
     # the same budget for every model: SCA's recipe (label smoothing 0.1, weight decay) without its
     # batch-size scaling, which at batch 16 would give it a quarter of DAM's learning rate
-    cfg["recipe"].update({"name": "sca" if sca else "dam", "lr": st.lr, "warmup_steps": max(1, steps // 20),
-                          "lr_multipliers": None if base is None else lr_multipliers(preset, st)})
+    recipe = {"name": "sca" if sca else "dam", "lr": st.lr, "warmup_steps": max(1, steps // 20),
+              "lr_multipliers": None if base is None else lr_multipliers(preset, st)}
     if sca:
-        cfg["recipe"].update({"lr_batch_reference": None, "lr_cap": None})
-    cfg["train"].update({"batch_size": st.batch_size, "max_steps": steps, "checkpoint_every": steps,
-                         "log_every": max(1, steps // 30), "validate_every": 0, "seed": seed})
-    cfg["run"].update({"storage": storage, "name": name})
-    return cfg
+        recipe.update({"lr_batch_reference": None, "lr_cap": None})
+    return load_config(
+        None, task={"preset": preset, "base": base, "sources": sources, "n_val": 0, "overrides": overrides,
+                    "max_new_tokens": st.max_new_tokens},
+        recipe=recipe,
+        train={"batch_size": st.batch_size, "max_steps": steps, "checkpoint_every": steps,
+               "log_every": max(1, steps // 30), "validate_every": 0, "seed": seed},
+        run={"storage": storage, "name": name})
 
 
 def _test_samples(n_test: int, world_seed: int, image_size: int):
@@ -136,7 +140,7 @@ def _test_samples(n_test: int, world_seed: int, image_size: int):
     return generate_regionworld(n_test, seed=world_seed, split="test", image_size=image_size)
 
 
-def train_and_caption(cfg: dict, prompts: tuple[str, ...], n_test: int, world_seed: int, image_size: int,
+def train_and_caption(cfg: TrainJob, prompts: tuple[str, ...], n_test: int, world_seed: int, image_size: int,
                       max_new_tokens: int) -> dict:
     """Ray task: train one model (one thread), then caption every test region with each prompt kind."""
     import torch
@@ -147,7 +151,8 @@ def train_and_caption(cfg: dict, prompts: tuple[str, ...], n_test: int, world_se
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    ckpt = train_local(cfg, str(Path(cfg["run"]["storage"]) / cfg["run"]["name"]))
+    run_dir = Path(cfg.run.storage) / cfg.run.name
+    ckpt = train_local(cfg, str(run_dir))
     t1 = time.perf_counter()
     predictor = RegionPredictor(load_trained_model(ckpt), batch_size=32)
     preds: dict[str, dict[str, str]] = {p: {} for p in prompts}
@@ -156,7 +161,7 @@ def train_and_caption(cfg: dict, prompts: tuple[str, ...], n_test: int, world_se
         for p in prompts:  # SCA: its prompt kinds (Tab. 7); the other models take no prompt
             caps = predictor.caption(s.regions, prompts=None if p == "default" else p, max_new_tokens=max_new_tokens)
             preds[p].update(zip(map(str, s.regions.ids), caps))
-    log = [json.loads(line) for line in (Path(cfg["run"]["storage"]) / cfg["run"]["name"] / "metrics.jsonl").open()]
+    log = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
     trace = {k: [r[k] for r in log] for k in log[-1] if k == "step" or k == "mask_embed_norm" or k.startswith("gate_")}
     return {"checkpoint": str(ckpt), "predictions": preds, "train_seconds": t1 - t0,
             "caption_seconds": time.perf_counter() - t1, "final_loss": log[-1]["loss"], "trace": trace}

@@ -34,15 +34,17 @@ instructions from `PromptAugmenter`, with the class name when the region has one
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
+from ..config import Settings, setting
 from ..errors import ConfigError
 from ..regions import Regions
 
-__all__ = ["READERS", "ImageItem", "Source", "build_sources", "epoch_order", "Augmentation"]
+__all__ = ["READERS", "ImageItem", "Source", "build_sources", "epoch_order", "Augmentation", "LargeScaleJitter"]
 
 
 @dataclass
@@ -186,23 +188,34 @@ def epoch_order(sources: Sequence[Source], epoch: int, seed: int, epoch_size: in
     return out
 
 
-@dataclass
-class Augmentation:
-    """Per-image augmentation (module docstring): ``lsj`` ``{"output_size", "scale_range"}`` or None,
-    ``hflip`` probability, ``prompt_aug`` (DAM prompts) on / off."""
+@dataclass(frozen=True)
+class LargeScaleJitter(Settings):
+    """`regionlib.data.augment.large_scale_jitter`'s settings (SCA Tab. 1: 1024 px, scale 0.1-2.0)."""
 
-    lsj: dict | None = None
-    hflip: float = 0.0
-    prompt_aug: bool = False
+    output_size: int = setting(1024, min=1)
+    scale_range: tuple[float, float] = (0.1, 2.0)
 
     def __post_init__(self):
+        super().__post_init__()
+        lo, hi = self.scale_range
+        if not 0 < lo <= hi:
+            raise ConfigError(f"LargeScaleJitter.scale_range: must be 0 < low <= high, got {list(self.scale_range)}")
+
+
+@dataclass(frozen=True)
+class Augmentation(Settings):
+    """Per-image augmentation (module docstring): large-scale jitter (or None), the horizontal-flip
+    probability, DAM's prompt augmentation on / off."""
+
+    lsj: LargeScaleJitter | None = None
+    hflip: float = setting(0.0, min=0, max=1)
+    prompt_aug: bool = False
+
+    @functools.cached_property
+    def _prompts(self):
         from ..data.prompt_aug import PromptAugmenter
 
-        if not 0.0 <= self.hflip <= 1.0:
-            raise ConfigError(f"augment.hflip must be a probability, got {self.hflip!r}")
-        if self.lsj is not None and not isinstance(self.lsj, dict):
-            raise ConfigError(f"augment.lsj must be a mapping (output_size, scale_range), got {self.lsj!r}")
-        self._prompts = PromptAugmenter(seed=None) if self.prompt_aug else None
+        return PromptAugmenter(seed=None) if self.prompt_aug else None
 
     @property
     def changes_pixels(self) -> bool:
@@ -213,10 +226,8 @@ class Augmentation:
         from ..data.augment import hflip, large_scale_jitter
 
         if self.lsj is not None:
-            lsj = dict(self.lsj)
-            if "scale_range" in lsj:
-                lsj["scale_range"] = tuple(lsj["scale_range"])
-            image, regions, _ = large_scale_jitter(image, regions, rng=rng, **lsj)
+            image, regions, _ = large_scale_jitter(image, regions, rng=rng, output_size=self.lsj.output_size,
+                                                   scale_range=self.lsj.scale_range)
         if self.hflip and rng.random() < self.hflip:
             image, regions = hflip(image, regions)
         prompts = None

@@ -1,10 +1,7 @@
 """The training loop, identical on every rank, and its launchers (local process or Ray Train).
 
-Config sections: ``task`` (what to train: a name from `regionlib.training.tasks.TASKS` and its
-options: model preset, data, LoRA), ``recipe`` (a named recipe of `regionlib.training.recipes`
-plus overrides), ``train`` (batch size per worker, steps, checkpoint / validation / log intervals,
-seed) and ``run`` (workers, GPUs, precision, storage path, run name, max failures, ``strategy``:
-``ddp`` or ``fsdp``).
+The settings are one `regionlib.training.config.TrainJob` (sections ``task``, ``recipe``, ``train``,
+``run``; `load_config` builds it from YAML and ``--set`` and refuses what it does not know).
 
 Each step every rank takes its share of one global batch (one shuffle per epoch, the same on
 every rank and after restarts) and computes the loss through the wrapped model's ``forward``
@@ -22,55 +19,20 @@ the latest checkpoint. Rank 0 writes one JSON line per step (loss, learning rate
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
+from ..config import to_dict
 from ..errors import ConfigError
+from .config import STRATEGIES, TrainJob, load_config
 
-__all__ = ["DEFAULTS", "load_config", "train_loop", "train_local", "run_trainer", "RayTrainContext", "LocalContext",
+__all__ = ["load_config", "TrainJob", "train_loop", "train_local", "run_trainer", "RayTrainContext", "LocalContext",
            "DistributedContext", "check_ranks_in_sync", "parameter_checksum", "enable_activation_checkpointing",
            "STRATEGIES", "fsdp_blocks", "fsdp_shard", "gather_full_model", "newest_checkpoint"]
-
-DEFAULTS = {
-    "task": {"name": "region-captioner"},
-    "recipe": {"name": "dam"},
-    "train": {"batch_size": 4, "max_steps": 20, "checkpoint_every": 10, "log_every": 1, "validate_every": 0,
-              "seed": 0, "fail_at_step": None, "fail_marker": None},
-    "run": {"workers": 1, "use_gpu": False, "precision": "fp32", "storage": "outputs/runs", "name": "train",
-            "max_failures": 2, "cpus_per_worker": 1, "strategy": "ddp"},
-}
-
-
-def load_config(path: str | None, overrides: list[str]) -> dict:
-    """Defaults <- YAML file <- ``section.key[.sub...]=value`` overrides (values parsed as YAML)."""
-    cfg = copy.deepcopy(DEFAULTS)
-    if path:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-        for section, values in loaded.items():
-            if section not in cfg or not isinstance(values, dict):
-                raise ConfigError(f"{path}: unknown section {section!r} (expected {sorted(cfg)})")
-            cfg[section].update(values)
-    for item in overrides:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise ConfigError(f"--set expects section.key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        section, name = key.split(".", 1)
-        if section not in cfg:
-            raise ConfigError(f"--set {item!r}: unknown section {section!r}")
-        target = cfg[section]
-        *parents, leaf = name.split(".")  # task.overrides.vision__path=... sets a nested key
-        for key in parents:
-            target = target.setdefault(key, {})
-            if not isinstance(target, dict):
-                raise ConfigError(f"--set {item!r}: {key!r} is not a mapping")
-        target[leaf] = yaml.safe_load(value)
-    return cfg
-
 
 class RayTrainContext:
     """What the loop needs from Ray Train: rank, world size, device, DDP, checkpoints, reports."""
@@ -253,7 +215,6 @@ def check_ranks_in_sync(model, world: int, step: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- FSDP2
-STRATEGIES = ("ddp", "fsdp")
 
 
 def fsdp_blocks(model) -> list:
@@ -385,7 +346,7 @@ def enable_activation_checkpointing(model) -> int:
     return n
 
 
-def train_loop(cfg: dict, ctx) -> None:
+def train_loop(cfg: TrainJob, ctx) -> None:
     """The training loop, identical on every rank (``ctx``: `RayTrainContext`, `DistributedContext` or
     `LocalContext`).
 
@@ -408,30 +369,22 @@ def train_loop(cfg: dict, ctx) -> None:
 
     import torch
 
-    from .recipes import TrainState, build_optimizer, build_scheduler, get_recipe
+    from .recipes import TrainState, build_optimizer, build_scheduler
     from .tasks import create_task
 
     rank, world = ctx.rank, ctx.world
-    tc = cfg["train"]
-    seed = int(tc["seed"])
-    accum = int(tc.get("grad_accum", 1))
-    if accum < 1:
-        raise ConfigError(f"train.grad_accum must be >= 1, got {accum}")
-    strategy = str(cfg["run"].get("strategy") or "ddp")
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"run.strategy must be one of {STRATEGIES}, got {strategy!r}")
-    fsdp = strategy == "fsdp"
+    tc, recipe = cfg.train, cfg.recipe
+    seed, accum = tc.seed, tc.grad_accum
+    fsdp = cfg.run.strategy == "fsdp"
     torch.manual_seed(seed)
-    task = create_task(cfg["task"], seed=seed)
+    task = create_task(cfg.task, seed=seed)
     model = task.build_model()
-    if tc.get("activation_checkpointing"):
+    if tc.activation_checkpointing:
         enable_activation_checkpointing(model)
-    recipe_cfg = dict(cfg["recipe"])
-    recipe = get_recipe(recipe_cfg.pop("name"), **recipe_cfg)
-    global_batch = int(tc["batch_size"]) * world * accum
-    total = int(tc["max_steps"])
+    global_batch = tc.batch_size * world * accum
+    total = tc.max_steps
     latest = ctx.latest_checkpoint()
-    resume_dir = cfg.get("resume_from")
+    resume_dir = cfg.resume_from
     start = 0
     template = None
     if fsdp:
@@ -447,13 +400,12 @@ def train_loop(cfg: dict, ctx) -> None:
     if not fsdp:
         ddp = ctx.prepare_model(model)
     device = ctx.device
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg["run"]["precision"] == "bf16"
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.run.precision == "bf16"
                 else contextlib.nullcontext())
-    log_path = Path(cfg["run"]["storage"]) / cfg["run"]["name"] / "metrics.jsonl"
+    log_path = Path(cfg.run.storage) / cfg.run.name / "metrics.jsonl"
     if rank == 0:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-    fail_at, marker = tc.get("fail_at_step"), tc.get("fail_marker")
-    sync_every = int(tc.get("check_sync_every") or 0)
+    fail_at, marker, sync_every = tc.fail_at_step, tc.fail_marker, tc.check_sync_every
     epoch, order, k = 0, task.epoch_samples(0), 0  # one shuffle per epoch, the same on every rank
     steps_per_epoch = max(1, len(order) // global_batch)
     epoch, k = divmod(start, steps_per_epoch)
@@ -496,7 +448,7 @@ def train_loop(cfg: dict, ctx) -> None:
         done = step + 1
         if sync_every and done % sync_every == 0:
             check_ranks_in_sync(model, world, done)
-        if fail_at is not None and done == int(fail_at) and rank == world - 1 and marker and not os.path.exists(marker):
+        if fail_at is not None and done == fail_at and rank == world - 1 and marker and not os.path.exists(marker):
             Path(marker).write_text(f"worker {rank} killed after step {done}")
             os._exit(1)  # injected fault: this worker process dies
         step_s = time.perf_counter() - t0
@@ -505,7 +457,7 @@ def train_loop(cfg: dict, ctx) -> None:
                    "step_s": step_s, "collate_s": collate_s}
         if not fsdp and hasattr(model, "training_stats"):  # e.g. DAM's gates and mask-embedding norm
             metrics.update(model.training_stats())
-        if tc.get("validate_every") and done % int(tc["validate_every"]) == 0:
+        if tc.validate_every and done % tc.validate_every == 0:
             if fsdp:  # sharded parameters: gather an unsharded copy (all ranks), validate it on rank 0
                 full = gather_full_model(model, template, rank)
                 if rank == 0:
@@ -513,20 +465,20 @@ def train_loop(cfg: dict, ctx) -> None:
                 del full
             elif rank == 0:
                 metrics.update({f"val/{k}": v for k, v in task.evaluate(model).items()})
-        if rank == 0 and done % int(tc["log_every"]) == 0:
+        if rank == 0 and done % tc.log_every == 0:
             with open(log_path, "a") as f:
                 f.write(json.dumps(metrics) + "\n")
-        if done % int(tc["checkpoint_every"]) == 0 or done == total:
+        if done % tc.checkpoint_every == 0 or done == total:
             with tempfile.TemporaryDirectory() as tmp:
                 if fsdp:
                     TrainState.save_sharded(tmp, step=done, model=model, optimizer=optimizer, scheduler=scheduler,
-                                            config=cfg, rank=rank,
+                                            config=to_dict(cfg), rank=rank,
                                             consolidate=lambda: gather_full_model(model, template, rank))
                     ctx.report(metrics, tmp, sharded=True)
                 else:
                     if rank == 0:
                         TrainState.save(tmp, step=done, model=model, optimizer=optimizer, scheduler=scheduler,
-                                        config=cfg)
+                                        config=to_dict(cfg))
                     ctx.report(metrics, tmp if rank == 0 else None)
 
 
@@ -546,39 +498,42 @@ def newest_checkpoint(run_dir: str | Path) -> Path | None:
     return best
 
 
-def _train_loop_per_worker(cfg: dict) -> None:
-    """The per-worker entry point of the `TorchTrainer`."""
-    train_loop(cfg, RayTrainContext(Path(cfg["run"]["storage"]) / cfg["run"]["name"]))
+def _train_loop_per_worker(settings: dict) -> None:
+    """The per-worker entry point of the `TorchTrainer` (Ray hands it the `TrainJob`'s `to_dict` form)."""
+    from ..config import from_mapping
+
+    cfg = from_mapping(TrainJob, settings)
+    train_loop(cfg, RayTrainContext(Path(cfg.run.storage) / cfg.run.name))
 
 
-def train_local(cfg: dict, out: str, device: str = "cpu") -> Path:
+def train_local(cfg: TrainJob, out: str, device: str = "cpu") -> Path:
     """Run the same loop in this process (no Ray Train); returns the final checkpoint directory."""
     ctx = LocalContext(out, device)
     train_loop(cfg, ctx)
     return ctx.last
 
 
-def run_trainer(cfg: dict, *, address: str | None = None):
-    """Launch the `TorchTrainer`; returns Ray Train's `Result`."""
+def run_trainer(cfg: TrainJob, *, address: str | None = None):
+    """Launch the `TorchTrainer` (settings checked already: a `TrainJob`); returns Ray Train's `Result`."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from ..runtime.distributed import init_ray
 
+    if not isinstance(cfg, TrainJob):
+        raise ConfigError(f"run_trainer takes a TrainJob (regionlib.training.config.load_config), got {type(cfg).__name__}")
     init_ray(address)
-    run_cfg = cfg["run"]
-    storage = str(Path(run_cfg["storage"]).resolve())
-    cfg = copy.deepcopy(cfg)
-    cfg["run"]["storage"] = storage
+    run_cfg = dataclasses.replace(cfg.run, storage=str(Path(cfg.run.storage).resolve()))
+    cfg = dataclasses.replace(cfg, run=run_cfg)
     trainer = TorchTrainer(
         _train_loop_per_worker,
-        train_loop_config=cfg,
-        scaling_config=ScalingConfig(num_workers=int(run_cfg["workers"]), use_gpu=bool(run_cfg["use_gpu"]),
-                                     resources_per_worker={"CPU": float(run_cfg["cpus_per_worker"])}),
-        run_config=RunConfig(name=run_cfg["name"], storage_path=storage,
-                             failure_config=FailureConfig(max_failures=int(run_cfg["max_failures"])),
+        train_loop_config=to_dict(cfg),
+        scaling_config=ScalingConfig(num_workers=run_cfg.workers, use_gpu=run_cfg.use_gpu,
+                                     resources_per_worker={"CPU": run_cfg.cpus_per_worker}),
+        run_config=RunConfig(name=run_cfg.name, storage_path=run_cfg.storage,
+                             failure_config=FailureConfig(max_failures=run_cfg.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
-        torch_config=TorchConfig(backend="nccl" if run_cfg["use_gpu"] else "gloo"),
+        torch_config=TorchConfig(backend="nccl" if run_cfg.use_gpu else "gloo"),
     )
     return trainer.fit()
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file
 
+from ..config import Settings, from_mapping, setting, to_dict
 from ..errors import CheckpointError, ConfigError
 from ..runtime.shards import atomic_write_bytes
 
@@ -34,22 +35,42 @@ __all__ = ["Recipe", "RECIPES", "get_recipe", "build_optimizer", "build_schedule
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """Optimisation hyper-parameters (one named set per paper)."""
+class Recipe(Settings):
+    """Optimisation hyper-parameters (one named set per paper, `RECIPES`); as a config section its
+    ``name`` selects the named values and the other keys override them."""
 
-    lr: float = 1e-4
+    name: str = setting("dam", help="a key of RECIPES: its values are the defaults of the other fields")
+    lr: float = setting(1e-4, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    warmup_ratio: float = 0.0
-    grad_clip: float | None = 1.0
-    label_smoothing: float = 0.0
-    lr_batch_reference: int | None = None  # scale lr linearly with batch / this, if set
-    lr_cap: float | None = None
+    eps: float = setting(1e-8, gt=0)
+    weight_decay: float = setting(0.0, min=0)
+    warmup_steps: int = setting(0, min=0)
+    warmup_ratio: float = setting(0.0, min=0, max=1)
+    grad_clip: float | None = setting(1.0, gt=0)
+    label_smoothing: float = setting(0.0, min=0, max=0.999)
+    lr_batch_reference: int | None = setting(None, min=1, help="scale lr linearly with batch / this, if set")
+    lr_cap: float | None = setting(None, gt=0)
     # {fnmatch pattern of parameter names: lr factor}, the first matching pattern wins: a learning-rate
     # group for parts a base lacks (DAM's mask embedding and adapters) and a larger one for the gates
-    lr_multipliers: dict | None = None
+    lr_multipliers: dict[str, float] | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.name not in RECIPES and RECIPES:
+            raise ConfigError(f"Recipe.name: must be one of {sorted(RECIPES)}, got {self.name!r}")
+        for pattern, factor in (self.lr_multipliers or {}).items():
+            if not factor > 0:
+                raise ConfigError(f"Recipe.lr_multipliers[{pattern!r}] must be a positive number, got {factor!r}")
+
+    @classmethod
+    def named_defaults(cls, data) -> dict:
+        """The values of the recipe ``data["name"]`` (default ``dam``)."""
+        name = data.get("name", "dam")
+        if name not in RECIPES:
+            from ..config import _suggest
+
+            raise ConfigError(f"recipe.name: must be one of {sorted(RECIPES)}, got {name!r}{_suggest(name, RECIPES)}")
+        return to_dict(RECIPES[name])
 
     def scaled_lr(self, batch_size: int) -> float:
         lr = self.lr
@@ -61,21 +82,18 @@ class Recipe:
         return self.warmup_steps or int(math.ceil(self.warmup_ratio * total_steps))
 
 
-RECIPES: dict[str, Recipe] = {
-    "sca": Recipe(lr=1e-4, weight_decay=1e-4, warmup_steps=200, grad_clip=1.0, label_smoothing=0.1,
+RECIPES: dict[str, Recipe] = {}
+RECIPES.update({
+    "sca": Recipe(name="sca", lr=1e-4, weight_decay=1e-4, warmup_steps=200, grad_clip=1.0, label_smoothing=0.1,
                   lr_batch_reference=64, lr_cap=4e-4),
-    "dam": Recipe(lr=1e-4, weight_decay=0.0, warmup_ratio=0.03, grad_clip=1.0, label_smoothing=0.0),
-}
+    "dam": Recipe(name="dam", lr=1e-4, weight_decay=0.0, warmup_ratio=0.03, grad_clip=1.0, label_smoothing=0.0),
+})
 
 
 def get_recipe(name: str, **overrides) -> Recipe:
-    """A named recipe with keyword overrides (e.g. ``warmup_steps=5`` for a short run)."""
-    if name not in RECIPES:
-        raise ConfigError(f"recipe must be one of {sorted(RECIPES)}, got {name!r}")
-    unknown = set(overrides) - set(Recipe.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"unknown recipe fields {sorted(unknown)}")
-    return replace(RECIPES[name], **overrides)
+    """A named recipe with keyword overrides (e.g. ``warmup_steps=5`` for a short run); unknown fields,
+    wrong types and out-of-range values are a `ConfigError` naming the field."""
+    return from_mapping(Recipe, {"name": name, **overrides}, where="recipe")
 
 
 def build_optimizer(model: torch.nn.Module, recipe: Recipe, *, batch_size: int) -> torch.optim.AdamW:
@@ -84,9 +102,6 @@ def build_optimizer(model: torch.nn.Module, recipe: Recipe, *, batch_size: int) 
     from fnmatch import fnmatchcase
 
     patterns = list((recipe.lr_multipliers or {}).items())
-    for pattern, factor in patterns:
-        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not factor > 0:
-            raise ConfigError(f"recipe.lr_multipliers[{pattern!r}] must be a positive number, got {factor!r}")
     lr = recipe.scaled_lr(batch_size)
     groups: dict[tuple[float, bool], list] = {}
     for name, p in model.named_parameters():

@@ -38,9 +38,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..config import Settings, setting
 from ..errors import ConfigError
+from .data import Augmentation
 
-__all__ = ["TASKS", "create_task", "load_trained_model", "RegionCaptionTask", "self_labeled_regions"]
+__all__ = ["TASKS", "create_task", "load_trained_model", "RegionCaptionConfig", "RegionCaptionTask",
+           "self_labeled_regions"]
 
 
 def self_labeled_regions(directory) -> list[tuple]:
@@ -84,51 +87,53 @@ def self_labeled_regions(directory) -> list[tuple]:
     return out
 
 
-@dataclass
-class RegionCaptionTask:
-    preset: str = "tiny-dam"
-    base: str | None = None  # a pretrained base (regionlib.models.bases): "regionworld" or a directory
-    sources: list | None = None  # source specs (regionlib.training.data); None: RegionWorld's n_images
-    n_images: int = 32
-    n_val: int = 4
-    world_seed: int = 0
-    label_smoothing: float | None = None  # None: the recipe's
-    max_new_tokens: int = 40
-    self_labels: str | None = None  # a self-labeling output directory to train on as well
-    augment: dict = field(default_factory=dict)  # regionlib.training.data.Augmentation fields
-    epoch_size: int | None = None
-    state_cache: int = 256
-    feature_cache: str | None = None  # a FeatureCache directory of SAM embeddings (SCA), instead of the encoder
-    overrides: dict = field(default_factory=dict)
+@dataclass(frozen=True)
+class RegionCaptionConfig(Settings):
+    """The ``task`` section of a training job: what `RegionCaptionTask` trains (module docstring)."""
+
+    name: str = setting("region-captioner", choices=("region-captioner",), help="a key of TASKS")
+    preset: str = setting("tiny-dam", help="a model preset (regionlib.models.list_presets())")
+    base: str | None = setting(None, help="a pretrained base (regionlib.models.bases): 'regionworld' or a directory")
+    sources: list[dict] | None = setting(None, help="source specs (regionlib.training.data); None: RegionWorld's "
+                                                    "n_images")
+    n_images: int = setting(32, min=1)
+    n_val: int = setting(4, min=0)
+    world_seed: int = setting(0, min=0)
+    label_smoothing: float | None = setting(None, min=0, max=0.999, help="None: the recipe's")
+    max_new_tokens: int = setting(40, min=1)
+    self_labels: str | None = setting(None, help="a self-labeling output directory to train on as well")
+    augment: Augmentation = field(default_factory=Augmentation)
+    epoch_size: int | None = setting(None, min=1)
+    state_cache: int = setting(256, min=0, help="image encodings kept (no pixel augmentation)")
+    feature_cache: str | None = setting(None, help="a FeatureCache directory of SAM embeddings (SCA)")
+    overrides: dict = setting({}, help="create_model overrides of the preset (vision__path=..., lm__lora_r=...)")
     # start from this checkpoint directory instead of the preset: regionlib's own or a released DAM / SCA
     # (RegionModel.from_pretrained converts it); init_lora: LMHead.add_lora's arguments ({}: full fine-tuning)
     init_from: str | None = None
-    init_lora: dict = field(default_factory=dict)
-    seed: int = 0
-    _sources: list | None = field(default=None, init=False, repr=False)
-    _states: dict = field(default_factory=dict, init=False, repr=False)  # (source, image) -> ImageState
+    init_lora: dict = setting({})
 
     def __post_init__(self):
-        from .data import Augmentation
-
-        if not isinstance(self.augment, dict):
-            raise ConfigError(f"task.augment must be a mapping of Augmentation fields, got {self.augment!r}")
-        try:
-            self._augment = Augmentation(**self.augment)
-        except TypeError as exc:
-            raise ConfigError(f"task.augment: {exc}") from exc
-        self._features = None
+        super().__post_init__()
         if self.init_from is not None and (self.base is not None or self.overrides):
             raise ConfigError(f"task.init_from={self.init_from!r} brings its own architecture and weights: drop "
                               "task.base and task.overrides (the preset's)")
-        if not isinstance(self.init_lora, dict):
-            raise ConfigError(f"task.init_lora must be a mapping of LMHead.add_lora arguments, got {self.init_lora!r}")
         if self.init_lora and self.init_from is None:
             raise ConfigError("task.init_lora applies to task.init_from; a preset takes LoRA as "
                               "task.overrides.lm__lora_r")
-        if self.feature_cache is not None and self._augment.changes_pixels:
+        if self.feature_cache is not None and self.augment.changes_pixels:
             raise ConfigError(f"task.feature_cache={self.feature_cache!r} stands for the unaugmented images: it "
                               "cannot be used with pixel augmentation (augment.lsj / augment.hflip); drop one")
+
+
+class RegionCaptionTask:
+    """The runtime of a `RegionCaptionConfig`: the model, the sources, the cached image encodings."""
+
+    def __init__(self, config: RegionCaptionConfig, *, seed: int = 0):
+        self.config, self.seed = config, seed
+        self._model = None
+        self._sources: list | None = None
+        self._states: dict = {}  # (source, image) -> ImageState
+        self._features = None
 
     def build_model(self):
         """The preset (a real LM by ``lm__path`` brings its own tokenizer; the tiny ones learn RegionWorld's words),
@@ -136,23 +141,23 @@ class RegionCaptionTask:
         from ..data.grammar import caption_words
         from ..models import RegionModel, create_model
 
-        if self.init_from is not None:
-            self._model = RegionModel.from_pretrained(self.init_from).train()
-            if self.init_lora:
+        if self.config.init_from is not None:
+            self._model = RegionModel.from_pretrained(self.config.init_from).train()
+            if self.config.init_lora:
                 try:
-                    self._model.lm_head.add_lora(**self.init_lora)
+                    self._model.lm_head.add_lora(**self.config.init_lora)
                 except TypeError as exc:
                     raise ConfigError(f"task.init_lora: {exc}") from exc
             return self._model
-        self._model = create_model(self.preset, tokenizer_texts=[" ".join(caption_words())], seed=self.seed,
-                                   base=self.base, **self.overrides)
+        self._model = create_model(self.config.preset, tokenizer_texts=[" ".join(caption_words())], seed=self.seed,
+                                   base=self.config.base, **self.config.overrides)
         return self._model
 
     def _specs(self) -> list[dict]:
-        specs = list(self.sources) if self.sources else [
-            {"reader": "regionworld", "n_images": self.n_images, "seed": self.world_seed}]
-        if self.self_labels:
-            specs.append({"reader": "self_labels", "path": self.self_labels})
+        specs = list(self.config.sources) if self.config.sources else [
+            {"reader": "regionworld", "n_images": self.config.n_images, "seed": self.config.world_seed}]
+        if self.config.self_labels:
+            specs.append({"reader": "self_labels", "path": self.config.self_labels})
         return specs
 
     def epoch_samples(self, epoch: int) -> list[tuple]:
@@ -161,7 +166,7 @@ class RegionCaptionTask:
 
         if self._sources is None:
             self._sources = build_sources(self._specs())
-        return epoch_order(self._sources, epoch, self.seed, self.epoch_size)
+        return epoch_order(self._sources, epoch, self.seed, self.config.epoch_size)
 
     def collate(self, samples, device="cpu", *, step: int = 0) -> dict:
         """Model inputs of ``samples`` (`epoch_samples` entries), grouped by image, on the model's device;
@@ -176,19 +181,19 @@ class RegionCaptionTask:
             regions = item.regions[np.asarray(ks)]
             prompts = None
             with torch.no_grad():
-                if self._augment.changes_pixels or self._augment.prompt_aug:
+                if self.config.augment.changes_pixels or self.config.augment.prompt_aug:
                     rng = np.random.default_rng([self.seed, step, s, i])
-                    image, regions, prompts = self._augment(item.load(), regions, rng)
+                    image, regions, prompts = self.config.augment(item.load(), regions, rng)
                     if len(regions) == 0:  # every sampled region left the jittered crop
                         continue
-                if self._augment.changes_pixels:
+                if self.config.augment.changes_pixels:
                     state = model.encode_image(image)
                 else:
                     state = self._states.get((s, i))
                     if state is None:
-                        state = (self._cached_state(item, regions) if self.feature_cache is not None
+                        state = (self._cached_state(item, regions) if self.config.feature_cache is not None
                                  else model.encode_image(item.load()))
-                        if len(self._states) < self.state_cache:
+                        if len(self._states) < self.config.state_cache:
                             self._states[(s, i)] = state
             kwargs = {} if prompts is None else {"prompts": prompts}
             batches.append(model.region_inputs(state, regions, **kwargs))
@@ -206,19 +211,19 @@ class RegionCaptionTask:
         model = self._model
         sam = getattr(model, "sam", None)
         if sam is None:
-            raise ConfigError(f"task.feature_cache holds SAM image embeddings; preset {self.preset!r} has no SAM")
+            raise ConfigError(f"task.feature_cache holds SAM image embeddings; preset {self.config.preset!r} has no SAM")
         if self._features is None:
-            self._features = FeatureCache(self.feature_cache)
+            self._features = FeatureCache(self.config.feature_cache)
         pe = sam.prompt_encoder
         want = (pe.embed_dim, *pe.image_embedding_size)
         key = str(item.image_id)
         if key not in self._features:
-            raise DataFormatError(f"image {key!r} is not in the feature cache {self.feature_cache} "
+            raise DataFormatError(f"image {key!r} is not in the feature cache {self.config.feature_cache} "
                                   f"({len(self._features)} images): it must be written over the same images with "
                                   "the same ids (ray_jobs/cache_features.py --images DIR names them by path)")
         emb = self._features[key]
         if tuple(emb.shape) != want:
-            raise DataFormatError(f"image {key!r}: the feature cache {self.feature_cache} holds a "
+            raise DataFormatError(f"image {key!r}: the feature cache {self.config.feature_cache} holds a "
                                   f"{tuple(emb.shape)} embedding, the model's SAM makes {want}: another SAM")
         dtype = next(sam.parameters()).dtype
         h, w = regions.image_size
@@ -228,7 +233,7 @@ class RegionCaptionTask:
     def loss(self, model, batch, *, label_smoothing: float | None = None, reduction: str = "mean") -> torch.Tensor:
         """The loss through ``model``'s ``forward`` (DDP / FSDP synchronise gradients there); the task's
         label smoothing, else ``label_smoothing`` (the recipe's)."""
-        ls = self.label_smoothing if self.label_smoothing is not None else label_smoothing
+        ls = self.config.label_smoothing if self.config.label_smoothing is not None else label_smoothing
         return model(batch, label_smoothing=ls, reduction=reduction).loss
 
     def evaluate(self, model) -> dict:
@@ -241,9 +246,9 @@ class RegionCaptionTask:
         was_training = model.training
         predictor = RegionPredictor(model)
         preds, refs = [], []
-        for s in generate_regionworld(self.n_val, seed=self.world_seed, split="val"):
+        for s in generate_regionworld(self.config.n_val, seed=self.config.world_seed, split="val"):
             predictor.set_image(s.image)
-            preds += predictor.caption(s.regions, max_new_tokens=self.max_new_tokens)
+            preds += predictor.caption(s.regions, max_new_tokens=self.config.max_new_tokens)
             refs += list(s.regions.captions)
         model.train(was_training)
         hyp, ref = ptb.tokenize_groups([preds, refs])
@@ -253,16 +258,13 @@ class RegionCaptionTask:
 TASKS = {"region-captioner": RegionCaptionTask}
 
 
-def create_task(config: dict, *, seed: int = 0):
-    """Instantiate the task named ``config["name"]`` with the remaining keys as options."""
-    options = dict(config)
-    name = options.pop("name", None)
-    if name not in TASKS:
-        raise ConfigError(f"task name must be one of {sorted(TASKS)}, got {name!r}")
-    try:
-        return TASKS[name](seed=seed, **options)
-    except TypeError as exc:
-        raise ConfigError(f"bad options for task {name!r}: {exc}") from exc
+def create_task(config: RegionCaptionConfig, *, seed: int = 0) -> RegionCaptionTask:
+    """The runtime of the task ``config.name`` (a mapping is read as a `RegionCaptionConfig` first)."""
+    from ..config import from_mapping
+
+    if not isinstance(config, RegionCaptionConfig):
+        config = from_mapping(RegionCaptionConfig, config, where="task")
+    return TASKS[config.name](config, seed=seed)
 
 
 def load_trained_model(checkpoint_dir):

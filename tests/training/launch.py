@@ -17,11 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAIN = """
 import json, sys
 import torch, torch.distributed as dist
-from regionlib.training.loop import DistributedContext, train_loop
+from regionlib.config import from_mapping
+from regionlib.training.loop import DistributedContext, TrainJob, train_loop
 torch.set_num_threads(1)
 dist.init_process_group("gloo")
 try:
-    train_loop(json.loads(open(sys.argv[1]).read()), DistributedContext(sys.argv[2]))
+    train_loop(from_mapping(TrainJob, json.loads(open(sys.argv[1]).read())), DistributedContext(sys.argv[2]))
 finally:
     dist.destroy_process_group()
 """
@@ -42,10 +43,12 @@ def torchrun(tmp: Path, script: str, *args: str, nproc: int = 2) -> str:
     return res.stdout
 
 
-def train_ranks(tmp: Path, cfg: dict, out: Path, nproc: int = 2) -> str:
-    """``train_loop(cfg)`` on ``nproc`` ranks (`DistributedContext`), checkpoints under ``out``."""
+def train_ranks(tmp: Path, cfg, out: Path, nproc: int = 2) -> str:
+    """``train_loop(cfg)`` (a `TrainJob`) on ``nproc`` ranks (`DistributedContext`), checkpoints under ``out``."""
+    from regionlib.config import to_dict
+
     path = tmp / f"{out.name}.json"
-    path.write_text(json.dumps(cfg))
+    path.write_text(json.dumps(to_dict(cfg)))
     return torchrun(tmp, TRAIN, str(path), str(out), nproc=nproc)
 
 

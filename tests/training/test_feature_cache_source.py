@@ -17,17 +17,17 @@ from regionlib.training.tasks import create_task
 pytestmark = pytest.mark.slow
 
 
-def _cfg(tmp: Path, name: str, *extra: str) -> dict:
+def _cfg(tmp: Path, name: str, *extra: str):
     return load_config(None, ["task.preset=tiny-sca", "task.n_images=4", "task.n_val=0", "recipe.lr=0.003",
                               "recipe.warmup_steps=1", "train.batch_size=4", "train.max_steps=2",
                               "train.checkpoint_every=2", f"run.storage={tmp}", f"run.name={name}", *extra])
 
 
-def _write_cache(root: Path, cfg: dict, *, skip: str | None = None, transform=lambda e: e) -> list[str]:
+def _write_cache(root: Path, cfg, *, skip: str | None = None, transform=lambda e: e) -> list[str]:
     """Embeddings of the training images by the training model's own (frozen) SAM, written the way
     ``ray_jobs/cache_features.py`` writes them (shards + manifest), keyed by the items' image ids."""
     torch.manual_seed(0)
-    task = create_task(cfg["task"], seed=0)
+    task = create_task(cfg.task, seed=0)
     model = task.build_model()
     task.epoch_samples(0)
     items = {str(it.image_id): it for src in task._sources for it in src.items}
@@ -84,4 +84,4 @@ def test_pixel_augmentation_with_a_feature_cache_is_refused(tmp_path):
     """Bug caught: training on cached embeddings of the unaugmented image while the regions are jittered or
     flipped (boxes and features would disagree)."""
     with pytest.raises(ConfigError, match="augmentation"):
-        create_task(_cfg(tmp_path, "x", f"task.feature_cache={tmp_path}", "task.augment.hflip=0.5")["task"])
+        _cfg(tmp_path, "x", f"task.feature_cache={tmp_path}", "task.augment.hflip=0.5")

@@ -4,6 +4,7 @@ another worker count and equal the uninterrupted run; the consolidated weights o
 `RegionModel.from_pretrained`. (FSDP under Ray Train, a worker killed and restarted, is tested beside DDP's
 in tests/jobs/test_train.py, on the shared local Ray.)"""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -51,8 +52,8 @@ def test_fsdp_needs_a_process_group(tmp_path):
     plain process."""
     with pytest.raises(ConfigError, match="torchrun"):
         train_local(_cfg(tmp_path, "x", batch_size=2), str(tmp_path / "x"))
-    with pytest.raises(ConfigError, match="strategy"):
-        train_local(_cfg(tmp_path, "y", batch_size=2, strategy="zero3"), str(tmp_path / "y"))
+    with pytest.raises(ConfigError, match="run.strategy: must be one of"):
+        _cfg(tmp_path, "y", batch_size=2, strategy="zero3")
 
 
 @pytest.mark.parametrize("preset", ["tiny-dam", "tiny-sca"])
@@ -70,7 +71,7 @@ def test_two_fsdp_ranks_stay_in_sync_and_equal_one_rank_with_the_same_global_bat
     from regionlib.training.tasks import create_task
 
     torch.manual_seed(0)
-    start = create_task(_cfg(tmp_path, "x", batch_size=4, preset=preset)["task"], seed=0).build_model().state_dict()
+    start = create_task(_cfg(tmp_path, "x", batch_size=4, preset=preset).task, seed=0).build_model().state_dict()
     assert any(not torch.equal(start[k], got[k]) for k in got if k in start)  # training moved them: not vacuous
     assert (two / one.name / "sharded" / ".metadata").is_file()
     assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 3
@@ -82,8 +83,7 @@ def test_two_fsdp_ranks_stay_in_sync_and_equal_one_rank_with_the_same_global_bat
 
 
 def _resume(tmp: Path, name: str, ckpt: Path, *, nproc: int) -> Path:
-    cfg = _cfg(tmp, name, batch_size=4 // nproc, steps=4)
-    cfg["resume_from"] = str(ckpt)
+    cfg = dataclasses.replace(_cfg(tmp, name, batch_size=4 // nproc, steps=4), resume_from=str(ckpt))
     train_ranks(tmp, cfg, tmp / name, nproc=nproc)
     steps = [json.loads(line)["step"] for line in (tmp / name / "metrics.jsonl").read_text().splitlines()]
     assert steps == [3, 4]  # resumed at step 2, not retrained from scratch
@@ -115,8 +115,8 @@ def test_fsdp_checkpoint_refused_by_ddp_resume(tmp_path):
 
     first = tmp_path / "f"
     train_ranks(tmp_path, _cfg(tmp_path, "f", batch_size=2, steps=2), first, nproc=1)
-    cfg = _cfg(tmp_path, "d", batch_size=2, steps=4, strategy="ddp")
-    cfg["resume_from"] = str(first / "checkpoint_000002")
+    cfg = dataclasses.replace(_cfg(tmp_path, "d", batch_size=2, steps=4, strategy="ddp"),
+                              resume_from=str(first / "checkpoint_000002"))
     with pytest.raises(CheckpointError, match="strategy=fsdp"):
         train_local(cfg, str(tmp_path / "d"))
 

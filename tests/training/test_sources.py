@@ -79,16 +79,16 @@ def test_training_runs_on_a_mixture_of_real_formats_with_the_sca_recipe_augmenta
     """Bug caught: the training task wired to RegionWorld only, or LSJ / flip never applied (an
     augmentation that changes nothing would leave the step-1 loss of a flip-only run unchanged)."""
     cfg = load_config(None, ["task.preset=tiny-dam", "task.n_val=0", "train.batch_size=4", "train.max_steps=2",
-                             "train.checkpoint_every=2", f"run.storage={tmp_path}", "run.name=mix"])
-    cfg["task"]["sources"] = specs
-    cfg["task"]["augment"] = {"lsj": {"output_size": 96, "scale_range": [0.5, 1.5]}, "hflip": 0.5}
+                             "train.checkpoint_every=2", f"run.storage={tmp_path}", "run.name=mix"],
+                      task={"sources": specs, "augment": {"lsj": {"output_size": 96, "scale_range": [0.5, 1.5]},
+                                                          "hflip": 0.5}})
     ckpt = train_local(cfg, str(tmp_path / "mix"))
     log = [json.loads(x) for x in (tmp_path / "mix" / "metrics.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all(np.isfinite(m["loss"]) for m in log)
     assert (ckpt / "config.json").is_file()
     plain = load_config(None, ["task.preset=tiny-dam", "task.n_val=0", "train.batch_size=4", "train.max_steps=1",
-                               "train.checkpoint_every=1", f"run.storage={tmp_path}", "run.name=plain"])
-    plain["task"]["sources"] = specs
+                               "train.checkpoint_every=1", f"run.storage={tmp_path}", "run.name=plain"],
+                        task={"sources": specs})
     train_local(plain, str(tmp_path / "plain"))
     first = json.loads((tmp_path / "plain" / "metrics.jsonl").read_text().splitlines()[0])
     assert first["loss"] != log[0]["loss"]
@@ -111,14 +111,13 @@ def test_paper_recipes_run_with_their_augmentations(name, tmp_path):
 
     path = Path(__file__).resolve().parents[2] / "ray_jobs" / "configs" / f"{name}.yaml"
     tiny = "tiny-sca" if name.startswith("sca") else "tiny-dam"
+    small = ["task.augment.lsj.output_size=128"] if name.startswith("sca") else []
     cfg = load_config(str(path), [f"task.preset={tiny}", "task.overrides={}", "train.batch_size=2",
                                   "train.grad_accum=1", "train.max_steps=1", "train.checkpoint_every=1",
                                   "run.workers=1", "run.use_gpu=false", "run.precision=fp32",
-                                  f"run.storage={tmp_path}"])
-    assert cfg["task"]["augment"] and cfg["recipe"]["name"] in ("sca", "dam")
-    cfg["task"]["sources"] = [{"reader": "regionworld", "n_images": 2}]
-    if name.startswith("sca"):
-        cfg["task"]["augment"]["lsj"]["output_size"] = 128
+                                  f"run.storage={tmp_path}", "task.sources=[{reader: regionworld, n_images: 2}]",
+                                  *small])
+    assert cfg.task.augment != type(cfg.task.augment)() and cfg.recipe.name in ("sca", "dam")
     ckpt = train_local(cfg, str(tmp_path / "out"))
     assert (ckpt / "model.safetensors").is_file()
 
@@ -129,9 +128,9 @@ def test_validation_cider_is_the_final_evaluations(tmp_path):
     from regionlib.data.regionworld import generate_regionworld
     from regionlib.evaluation.caption_metrics import caption_scores
     from regionlib.predictor import RegionPredictor
-    from regionlib.training.tasks import RegionCaptionTask
+    from regionlib.training.tasks import RegionCaptionConfig, RegionCaptionTask
 
-    task = RegionCaptionTask(preset="tiny-dam", n_val=2)
+    task = RegionCaptionTask(RegionCaptionConfig(preset="tiny-dam", n_val=2))
     model = task.build_model()
     with __import__("torch").no_grad():  # move off the initial constant caption
         for p in model.lm_head.parameters():
