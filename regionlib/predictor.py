@@ -19,7 +19,8 @@ DAM            the resized, normalised full image; ``E_I(I) + P``     mask embed
 
 (DAM's global pass embeds each region's mask into the full image, ``E_I(I) + E_M(M)``, so its
 encoder blocks run per region.) The predictor never switches on a model's kind: captioning needs
-a `Captioner`, segmentation a model with ``segment_and_caption``, selection one with ``select``.
+a `Captioner`, segmentation a `PromptSegmenter`, selection a `Selector`, video a `VideoDescriber`
+(`regionlib.models.interface`).
 """
 
 from __future__ import annotations
@@ -31,11 +32,14 @@ import torch
 
 from .errors import ConfigError, InvalidMaskError, InvalidPromptError, RegionLibError
 from .models.checkpoint import RegionModel
-from .models.interface import Captioner
-from .prompts import Prompt
+from .models.interface import Captioner, PromptSegmenter, Selector, VideoDescriber
+from .prompts import Prompt, prompt_chunks
 from .regions import Regions
 
 __all__ = ["RegionPredictor"]
+
+_MODELS_FOR = {Captioner: "a DAM, SCA or pooled captioner", PromptSegmenter: "an SCA", Selector: "a RAS",
+               VideoDescriber: "a DAM"}
 
 
 class RegionPredictor:
@@ -79,7 +83,7 @@ class RegionPredictor:
     def set_video(self, frames: Sequence) -> None:
         """A clip of T frames (a sequence of images or a ``(T, H, W, 3)`` array) for `caption_video` /
         `describe_video`; frames are encoded when a masklet first needs them, once each, and cached."""
-        if not callable(getattr(self.model, "video_inputs", None)):
+        if not isinstance(self.model, VideoDescriber):
             raise ConfigError(f"a {type(self.model).__name__} does not describe video regions; use a DAM")
         if len(frames) == 0:
             raise RegionLibError("frames is empty: pass at least one frame")
@@ -97,7 +101,7 @@ class RegionPredictor:
             raise InvalidMaskError(f"a masklet must be ({len(self.frames)}, H, W): one mask per frame, "
                                    f"got {masks.shape}")
         present = masks.reshape(len(masks), -1).any(1)
-        idx = sample_frames(present, self.model.config.num_video_frames)
+        idx = sample_frames(present, self.model.num_video_frames)
         for i in idx:
             if i not in self.frame_states:
                 self.frame_states[i] = self.model.encode_image(self.frames[i])
@@ -127,13 +131,12 @@ class RegionPredictor:
             logp.append(lp)
         return captions, torch.cat(logp).cpu().numpy()
 
-    def _require(self, capability: str) -> None:
+    def _require(self, capability: type, use: str) -> None:
         if self.state is None:
             raise RegionLibError("call set_image(image) first")
-        if capability == "caption" and not isinstance(self.model, Captioner):
-            raise ConfigError(f"a {type(self.model).__name__} does not caption regions; use a DAM, SCA or pooled captioner")
-        if capability != "caption" and not hasattr(self.model, capability):
-            raise ConfigError(f"{capability} needs a model that implements it, got a {type(self.model).__name__}")
+        if not isinstance(self.model, capability):
+            raise ConfigError(f"a {type(self.model).__name__} does not {use}: it is not a {capability.__name__}; "
+                              f"use {_MODELS_FOR[capability]}")
 
     def batches(self, regions: Regions, *, prompts=None, batch_size: int | None = None):
         """``region_inputs`` of consecutive chunks of ``regions`` (``prompts``: the model's, e.g. SCA's kind)."""
@@ -158,7 +161,7 @@ class RegionPredictor:
         per region. ``generate_kwargs``: ``max_new_tokens``, ``num_beams``, ``do_sample``, ``temperature``,
         ``top_p``, ``seed``.
         """
-        self._require("caption")
+        self._require(Captioner, "caption regions")
         return [c for b in self.batches(regions, prompts=prompts, batch_size=batch_size)
                 for c in self.model.generate(b, **generate_kwargs)]
 
@@ -167,7 +170,7 @@ class RegionPredictor:
         """``regions`` with their captions and confidences: ``captions`` set, ``data["caption_logprob"]``
         the mean log-probability per caption token (eos included) — self-labeling's caption confidence.
         Each chunk's LM context serves both generation and scoring; captions equal `caption`'s."""
-        self._require("caption")
+        self._require(Captioner, "caption regions")
         captions: list[str] = []
         logp: list[torch.Tensor] = []
         for b in self.batches(regions, prompts=prompts, batch_size=batch_size):
@@ -179,7 +182,7 @@ class RegionPredictor:
     @torch.no_grad()
     def score(self, regions: Regions, texts: Sequence[str], *, prompts=None, batch_size: int | None = None) -> np.ndarray:
         """``(N,)`` mean log-probability per token of ``texts[i]`` given region i (seed 001's captioner score)."""
-        self._require("caption")
+        self._require(Captioner, "caption regions")
         if isinstance(texts, str) or len(texts) != len(regions):
             raise RegionLibError(f"texts must hold one string per region ({len(regions)})")
         out, start = [], 0
@@ -197,32 +200,22 @@ class RegionPredictor:
         ``scores`` and ``data["predicted_iou"]`` hold SAM's predicted IoU, ``data["prompt_index"]`` the order.
         Prompts of different kinds are batched by kind; results come back in the given order.
         """
-        self._require("segment_and_caption")
+        self._require(PromptSegmenter, "segment prompts")
         if isinstance(prompts, Prompt):
             prompts = [prompts]
         if len(prompts) == 0:
             raise InvalidPromptError("prompts is empty: pass at least one Prompt")
-        groups: dict[tuple, list[int]] = {}
-        for i, p in enumerate(prompts):
-            if not isinstance(p, Prompt):
-                raise InvalidPromptError(f"prompts[{i}] must be a Prompt, got {type(p).__name__}")
-            groups.setdefault(p.signature, []).append(i)
         bs = self.batch_size if batch_size is None else self._check_batch_size(batch_size)
         n, size = len(prompts), self.state.size
         masks = torch.zeros((n, *size), dtype=torch.bool)
         ious = torch.zeros(n)
         captions = [""] * n
-        model = self.model
-        for members in groups.values():
-            for start in range(0, len(members), bs):
-                idx = members[start: start + bs]
-                batch = model.prompt_batch([prompts[i] for i in idx], size)
-                batch["image_embeddings"] = self.state.tensors["image_embeddings"]
-                batch["image_index"] = torch.zeros(len(idx), dtype=torch.long, device=batch["image_embeddings"].device)
-                m, iou, caps = model.segment_and_caption(batch, size, **generate_kwargs)
-                masks[idx], ious[idx] = m.cpu(), iou.cpu()
-                for i, c in zip(idx, caps):
-                    captions[i] = c
+        for idx in prompt_chunks(prompts, bs):
+            batch = self.model.prompt_inputs(self.state, [prompts[i] for i in idx])
+            m, iou, caps = self.model.segment_and_caption(batch, size, **generate_kwargs)
+            masks[idx], ious[idx] = m.cpu(), iou.cpu()
+            for i, c in zip(idx, caps):
+                captions[i] = c
         masks_np, ious_np = masks.numpy(), ious.numpy().astype(np.float64)
         empty = ~masks_np.any(axis=(1, 2))
         if empty.any():
@@ -238,7 +231,7 @@ class RegionPredictor:
         Returns the selected candidates as `Regions` with ``scores`` = their selection probability
         and ``data["candidate_index"]`` = their indices in ``candidates``.
         """
-        self._require("select")
+        self._require(Selector, "select mask groups")
         if not isinstance(candidates, Regions):
             raise RegionLibError(f"candidates must be Regions, got {type(candidates).__name__}")
         batch = self.model.region_inputs(self.state, candidates, prompt_text, references=references)

@@ -20,7 +20,7 @@ from .boxes import validate_boxes
 from .errors import InvalidPromptError, RegionLibError
 from .masks import as_mask_batch
 
-__all__ = ["Prompt", "sample_scribble", "cpb_points", "rpb_points", "rpm_points"]
+__all__ = ["Prompt", "prompt_chunks", "sample_scribble", "cpb_points", "rpb_points", "rpm_points"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,18 @@ class Prompt:
         if self.mask is not None and self.mask.shape != (h, w):
             raise InvalidPromptError(f"{name}.mask has shape {self.mask.shape}, expected the image shape {(h, w)}")
 
+
+
+def prompt_chunks(prompts, batch_size: int):
+    """Indices of ``prompts`` in chunks of at most ``batch_size`` that share a `Prompt.signature` (one
+    model call each), signature groups in order of first appearance: ``[[i, ...], ...]``; each `Prompt`
+    is checked (`InvalidPromptError` naming the first that is not one)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(prompts):
+        if not isinstance(p, Prompt):
+            raise InvalidPromptError(f"prompts[{i}] must be a Prompt, got {type(p).__name__}")
+        groups.setdefault(p.signature, []).append(i)
+    return [members[s: s + batch_size] for members in groups.values() for s in range(0, len(members), batch_size)]
 
 def sample_scribble(stroke_xy, *, num_points: int = 8) -> np.ndarray:
     """Sample ``num_points`` points at equal arc length along a polyline ``(M, 2)`` -> ``(num_points, 2)``.

@@ -102,16 +102,12 @@ STUDY = Settings(seeds=(0, 1, 2, 3, 4), n_train=6000, n_test=200, n_small=450, n
                  self_label_steps=600, candidates=4)
 
 
-def lr_multipliers(preset: str, st: Settings) -> dict | None:
-    """DAM's learning-rate groups: the gates first (first match wins), then the rest of the new parts."""
-    if not preset.startswith("tiny-dam"):
-        return None
-    groups = {}
-    if preset in ("tiny-dam", "tiny-dam-local-xattn"):  # the cross-attention variants
-        groups.update({"backbone.adapters.*.gamma": st.gate_lr, "backbone.adapters.*.beta": st.gate_lr,
-                       "backbone.adapters.*": st.new_lr})
-    groups["backbone.mask_embed.*"] = st.new_lr
-    return groups
+def lr_roles(preset: str, st: Settings) -> dict | None:
+    """DAM's learning-rate factors by the roles its parts declare (`DAM.lr_groups`: the gates, the other new
+    parts); the other models train every part at the base rate."""
+    from .models.presets import PRESETS
+
+    return {"gates": st.gate_lr, "new": st.new_lr} if PRESETS[preset].kind == "dam" else None
 
 
 def train_config(st: Settings, *, preset: str, seed: int, sources: list, steps: int, name: str, storage: str,
@@ -122,7 +118,7 @@ def train_config(st: Settings, *, preset: str, seed: int, sources: list, steps: 
     # the same budget for every model: SCA's recipe (label smoothing 0.1, weight decay) without its
     # batch-size scaling, which at batch 16 would give it a quarter of DAM's learning rate
     recipe = {"name": "sca" if sca else "dam", "lr": st.lr, "warmup_steps": max(1, steps // 20),
-              "lr_multipliers": None if base is None else lr_multipliers(preset, st)}
+              "lr_roles": None if base is None else lr_roles(preset, st)}
     if sca:
         recipe.update({"lr_batch_reference": None, "lr_cap": None})
     return load_config(

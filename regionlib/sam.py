@@ -27,7 +27,7 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 
 from .errors import CheckpointError, ConfigError, InvalidPromptError
 from .images import DEFAULT_MAX_PIXELS, to_rgb_uint8
-from .prompts import Prompt
+from .prompts import Prompt, prompt_chunks
 from .regions import Regions
 
 __all__ = ["SamConfig", "SAM_PRESETS", "build_sam", "load_state_dict", "set_block_norm_eps", "SamSegmenter",
@@ -224,41 +224,35 @@ class SamSegmenter:
             raise InvalidPromptError("prompts is empty: pass at least one Prompt")
         if batch_size < 1:
             raise InvalidPromptError(f"batch_size must be >= 1, got {batch_size}")
+        chunks = prompt_chunks(prompts, batch_size)
         for i, p in enumerate(prompts):
-            if not isinstance(p, Prompt):
-                raise InvalidPromptError(f"prompts[{i}] must be a Prompt, got {type(p).__name__}")
             p.check_inside(self.image_size, f"prompts[{i}]")
         n_out = 3 if multimask_output else 1
         h, w = self.image_size
         masks = np.zeros((len(prompts), n_out, h, w), dtype=bool)
         ious = np.zeros((len(prompts), n_out), dtype=np.float32)
         low_res = None
-        groups: dict[tuple, list[int]] = {}
-        for i, p in enumerate(prompts):
-            groups.setdefault(p.signature, []).append(i)
         transform, dev = self.predictor.transform, self.device
-        for (n_points, has_box, has_mask), members in groups.items():
-            for start in range(0, len(members), batch_size):
-                idx = members[start : start + batch_size]
-                chunk = [prompts[i] for i in idx]
-                coords = labels = boxes = mask_input = None
-                if n_points:
-                    pts = torch.as_tensor(np.stack([p.points_xy for p in chunk]), dtype=torch.float, device=dev)
-                    coords = transform.apply_coords_torch(pts, self.image_size)
-                    labels = torch.as_tensor(np.stack([p.point_labels for p in chunk]), dtype=torch.int, device=dev)
-                if has_box:
-                    b = torch.as_tensor(np.stack([p.box_xyxy for p in chunk]), dtype=torch.float, device=dev)
-                    boxes = transform.apply_boxes_torch(b, self.image_size)
-                if has_mask:
-                    mask_input = self._mask_input(np.stack([p.mask for p in chunk]))
-                m, iou, low = self.predictor.predict_torch(
-                    coords, labels, boxes, mask_input, multimask_output=multimask_output
-                )
-                masks[idx] = m.cpu().numpy()
-                ious[idx] = iou.float().cpu().numpy()
-                if low_res is None:
-                    low_res = np.zeros((len(prompts), n_out, *low.shape[-2:]), dtype=np.float32)
-                low_res[idx] = low.float().cpu().numpy()
+        for idx in chunks:
+            chunk = [prompts[i] for i in idx]
+            n_points, has_box, has_mask = chunk[0].signature
+            coords = labels = boxes = mask_input = None
+            if n_points:
+                pts = torch.as_tensor(np.stack([p.points_xy for p in chunk]), dtype=torch.float, device=dev)
+                coords = transform.apply_coords_torch(pts, self.image_size)
+                labels = torch.as_tensor(np.stack([p.point_labels for p in chunk]), dtype=torch.int, device=dev)
+            if has_box:
+                b = torch.as_tensor(np.stack([p.box_xyxy for p in chunk]), dtype=torch.float, device=dev)
+                boxes = transform.apply_boxes_torch(b, self.image_size)
+            if has_mask:
+                mask_input = self._mask_input(np.stack([p.mask for p in chunk]))
+            m, iou, low = self.predictor.predict_torch(coords, labels, boxes, mask_input,
+                                                       multimask_output=multimask_output)
+            masks[idx] = m.cpu().numpy()
+            ious[idx] = iou.float().cpu().numpy()
+            if low_res is None:
+                low_res = np.zeros((len(prompts), n_out, *low.shape[-2:]), dtype=np.float32)
+            low_res[idx] = low.float().cpu().numpy()
         return SamPrediction(masks=masks, iou_predictions=ious, low_res_logits=low_res)
 
     def segment(self, prompts: Sequence[Prompt], *, multimask_output: bool = True, batch_size: int = 8) -> Regions:

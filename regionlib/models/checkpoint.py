@@ -41,12 +41,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 
 from ..errors import CheckpointError, ConfigError
+from .interface import ImageState, RegionOutput
 
 __all__ = ["RegionModel", "register_kind", "MODEL_KINDS", "config_to_dict", "config_from_dict", "parameter_report",
            "FORMAT", "read_safetensors_header"]
@@ -165,8 +168,9 @@ def read_safetensors_header(path: str | Path) -> dict[str, tuple[str, tuple[int,
         raise CheckpointError(f"{str(path)!r}: not a readable safetensors file ({type(exc).__name__}: {exc})") from exc
 
 
-class RegionModel(nn.Module):
-    """Base of regionlib's models: ``config`` (a dataclass), ``lm_head``, checkpoints, parameter report.
+class RegionModel(nn.Module, ABC):
+    """Base of regionlib's models: ``config`` (a dataclass), ``lm_head``, checkpoints, parameter report,
+    and the interface of `regionlib.models.interface` (the abstract methods below).
 
     Subclasses set ``kind`` (via `register_kind`), ``config_class`` and ``builder(config, tokenizer, load_weights=)``.
     """
@@ -174,6 +178,31 @@ class RegionModel(nn.Module):
     kind: str = ""
     config_class: type = object
     builder = None
+
+    @abstractmethod
+    def encode_image(self, image) -> ImageState:
+        """The region-independent work of one image (cached by the predictor and the training task)."""
+
+    @abstractmethod
+    def region_inputs(self, state: ImageState, regions, **request) -> dict:
+        """The inputs of the regions of ``state``'s image (``targets``: their captions, or None)."""
+
+    @abstractmethod
+    def collate(self, batches: Sequence[dict]) -> dict:
+        """Batches of several images joined into one."""
+
+    @abstractmethod
+    def forward(self, batch: dict, *, label_smoothing: float | None = None, reduction: str = "mean") -> RegionOutput:
+        """One pass; ``loss`` when the batch has targets (``reduction``: ``"mean"`` or ``"sum"``)."""
+
+    @abstractmethod
+    def n_targets(self, batch: dict) -> int:
+        """The number of target tokens ``forward``'s loss averages over (the loop's global normaliser)."""
+
+    def lr_groups(self) -> dict[str, tuple[str, ...]]:
+        """Parameter-name patterns (fnmatch) of the parts a pretrained base lacks, by role, for the recipes'
+        learning-rate multipliers (timm's ``group_matcher``): none by default."""
+        return {}
 
     def parameter_report(self) -> dict[str, int]:
         return parameter_report(self)

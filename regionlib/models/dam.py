@@ -519,6 +519,17 @@ class DAM(Captioner, RegionModel):
         return {**{k: torch.stack([p[k][0] for p in per])[None] for k in keys}, "targets": None,
                 "prompts": None if prompts is None else list(prompts), "video": True}
 
+    @property
+    def num_video_frames(self) -> int:
+        return self.config.num_video_frames
+
+    def lr_groups(self) -> dict[str, tuple[str, ...]]:
+        """The parts DAM adds to a base (seed 003 §3.2): the adapters' ``gates`` and the ``new`` parts (the
+        adapters, the mask embedding); the gates are matched first."""
+        adapters = self.backbone.adapters is not None
+        gates = ("backbone.adapters.*.gamma", "backbone.adapters.*.beta") if adapters else ()
+        return {"gates": gates, "new": (("backbone.adapters.*",) if adapters else ()) + ("backbone.mask_embed.*",)}
+
     @torch.no_grad()
     def training_stats(self) -> dict:
         """How far training moved the parts DAM adds (logged by the training loop): the mask embedding's

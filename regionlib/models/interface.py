@@ -18,14 +18,20 @@ A region model splits its work the way segment-anything's predictor does:
    log-probability per token of each text given its region); ``describe`` does both on one
    context.
 
-`Captioner` implements 3-5 for every model whose regions become an LM context
-(``contexts(batch) -> (embeds (B, L, D), attention mask (B, L))``): DAM, SCA, the pooled captioner.
+`regionlib.models.checkpoint.RegionModel` declares 1-4 (abstract methods); `Captioner` implements 3-5
+for every model whose regions become an LM context (it declares ``lm_head`` and the abstract
+``contexts(batch) -> (embeds (B, L, D), attention mask (B, L))``): DAM, SCA, the pooled captioner.
+What only some models do is a `typing.Protocol` the predictor checks with ``isinstance``:
+`PromptSegmenter` (SCA: prompts -> masks + captions), `Selector` (RAS: a mask group for a text),
+`VideoDescriber` (DAM: a masklet over a clip), `EmbeddingCacheable` (SCA: image states from a feature
+cache of its frozen encoder).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -34,7 +40,12 @@ from ..errors import InvalidMaskError, RegionLibError
 from ..images import to_rgb_uint8
 from ..regions import Regions
 
-__all__ = ["ImageState", "RegionOutput", "Captioner", "collate_batches", "check_regions", "target_loss"]
+if TYPE_CHECKING:
+    from ..prompts import Prompt
+    from .lm_head import LMHead
+
+__all__ = ["ImageState", "RegionOutput", "Captioner", "PromptSegmenter", "Selector", "VideoDescriber",
+           "EmbeddingCacheable", "collate_batches", "check_regions", "target_loss"]
 
 
 @dataclass
@@ -123,11 +134,17 @@ def collate_batches(batches: Sequence[dict]) -> dict:
     return out
 
 
-class Captioner:
+class Captioner(ABC):
     """`forward` / `generate` / `score` / `describe` for models that turn regions into LM contexts.
 
     Subclasses provide ``lm_head`` (`LMHead`) and ``contexts(batch) -> (embeds (B, L, D), mask (B, L) or None)``.
     """
+
+    lm_head: LMHead
+
+    @abstractmethod
+    def contexts(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The LM context of each region: embeddings ``(B, L, D)`` and an attention mask ``(B, L)`` or None."""
 
     def collate(self, batches: Sequence[dict]) -> dict:
         return collate_batches(batches)
@@ -166,3 +183,46 @@ class Captioner:
         embeds, mask = self.contexts(batch)
         captions = [self.lm_head.decode(ids) for ids in self.lm_head.generate_ids(embeds, mask, **kwargs)]
         return captions, self.lm_head.mean_log_prob_contexts(embeds, captions, mask)
+
+
+@runtime_checkable
+class PromptSegmenter(Protocol):
+    """Segments and captions point / box prompts in one pass (SCA)."""
+
+    def prompt_inputs(self, state: ImageState, prompts: Sequence[Prompt]) -> dict:
+        """The model inputs of prompts that share one `Prompt.signature`."""
+
+    def segment_and_caption(self, batch: dict, original_size: tuple[int, int], **kwargs) -> tuple:
+        """``(masks (B, H, W) bool, predicted IoU (B,), captions)``."""
+
+
+@runtime_checkable
+class Selector(Protocol):
+    """Selects the group of candidate masks a text refers to (RAS)."""
+
+    def select(self, batch: dict, *, threshold: float | None = None) -> list:
+        """One `regionlib.models.ras.Selection` per sample of ``batch``."""
+
+
+@runtime_checkable
+class VideoDescriber(Protocol):
+    """Describes a region over a clip from per-frame image states and masks (DAM)."""
+
+    @property
+    def num_video_frames(self) -> int:
+        """Frames a masklet is sampled to."""
+
+    def video_inputs(self, states: Sequence[ImageState], masks: Sequence, prompts=None) -> dict:
+        """The inputs of one masklet over its sampled frames."""
+
+
+@runtime_checkable
+class EmbeddingCacheable(Protocol):
+    """Image states can be rebuilt from a cache of the frozen image encoder's output (SCA's SAM)."""
+
+    @property
+    def embedding_shape(self) -> tuple[int, ...]:
+        """``(C, h, w)`` of one image's embedding."""
+
+    def state_from_embedding(self, embedding: torch.Tensor, image_size: tuple[int, int]) -> ImageState:
+        """The `ImageState` of an image of ``image_size`` whose embedding is ``embedding`` ``(C, h, w)``."""

@@ -34,7 +34,7 @@ import torch.nn as nn
 from segment_anything.modeling import Sam, TwoWayTransformer
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from ..errors import ConfigError, InvalidPromptError
+from ..errors import ConfigError, InvalidPromptError, RegionLibError
 from ..prompts import Prompt
 from ..sam import build_sam, set_block_norm_eps
 from ..regions import Regions
@@ -200,11 +200,33 @@ class SCA(Captioner, RegionModel):
             prompts = sca_prompts(regions, prompts, seed=seed)
         if len(prompts) != len(regions):
             raise InvalidPromptError(f"prompts must hold one Prompt per region ({len(regions)}), got {len(prompts)}")
-        batch = self.prompt_batch(list(prompts), state.size)
-        batch["image_embeddings"] = state.tensors["image_embeddings"]
-        batch["image_index"] = torch.zeros(len(regions), dtype=torch.long, device=self.device)
+        batch = self.prompt_inputs(state, list(prompts))
         batch["targets"] = None if regions.captions is None else list(regions.captions)
         return batch
+
+    def prompt_inputs(self, state: ImageState, prompts: Sequence[Prompt]) -> dict:
+        """`prompt_batch` of prompts sharing one signature, with the image's cached embedding."""
+        batch = self.prompt_batch(list(prompts), state.size)
+        batch["image_embeddings"] = state.tensors["image_embeddings"]
+        batch["image_index"] = torch.zeros(len(prompts), dtype=torch.long, device=self.device)
+        return batch
+
+    @property
+    def embedding_shape(self) -> tuple[int, ...]:
+        """``(C, h, w)``: SAM's image embedding of one image."""
+        pe = self.sam.prompt_encoder
+        return (pe.embed_dim, *pe.image_embedding_size)
+
+    def state_from_embedding(self, embedding: torch.Tensor, image_size: tuple[int, int]) -> ImageState:
+        """The `ImageState` of an image of ``image_size`` (H, W) from its SAM embedding ``(C, h, w)`` (a feature
+        cache): the image itself a zero-copy blank (its pixels stand in the cache)."""
+        if tuple(embedding.shape) != self.embedding_shape:
+            raise RegionLibError(f"a SAM embedding of this model is {self.embedding_shape}, "
+                                     f"got {tuple(embedding.shape)}")
+        h, w = image_size
+        blank = np.broadcast_to(np.zeros((1, 1, 3), dtype=np.uint8), (int(h), int(w), 3))
+        dtype = next(self.sam.parameters()).dtype
+        return ImageState(blank, {"image_embeddings": embedding[None].to(self.device, dtype=dtype)})
 
     # ---------------------------------------------------------------- the frozen decoder
     @torch.no_grad()

@@ -53,14 +53,18 @@ class Recipe(Settings):
     # {fnmatch pattern of parameter names: lr factor}, the first matching pattern wins: a learning-rate
     # group for parts a base lacks (DAM's mask embedding and adapters) and a larger one for the gates
     lr_multipliers: dict[str, float] | None = None
+    # {role: lr factor} for the parameter roles the model declares (RegionModel.lr_groups: DAM's "gates",
+    # "new"), applied after lr_multipliers in the model's order
+    lr_roles: dict[str, float] | None = None
 
     def __post_init__(self):
         super().__post_init__()
         if self.name not in RECIPES and RECIPES:
             raise ConfigError(f"Recipe.name: must be one of {sorted(RECIPES)}, got {self.name!r}")
-        for pattern, factor in (self.lr_multipliers or {}).items():
-            if not factor > 0:
-                raise ConfigError(f"Recipe.lr_multipliers[{pattern!r}] must be a positive number, got {factor!r}")
+        for name in ("lr_multipliers", "lr_roles"):
+            for key, factor in (getattr(self, name) or {}).items():
+                if not factor > 0:
+                    raise ConfigError(f"Recipe.{name}[{key!r}] must be a positive number, got {factor!r}")
 
     @classmethod
     def named_defaults(cls, data) -> dict:
@@ -98,10 +102,21 @@ def get_recipe(name: str, **overrides) -> Recipe:
 
 def build_optimizer(model: torch.nn.Module, recipe: Recipe, *, batch_size: int) -> torch.optim.AdamW:
     """AdamW over the trainable parameters; no weight decay on biases and norms (1-d tensors); per-group
-    learning rates ``lr * factor`` from ``recipe.lr_multipliers`` (parameter-name patterns)."""
+    learning rates ``lr * factor`` from ``recipe.lr_multipliers`` (parameter-name patterns) and
+    ``recipe.lr_roles`` (the roles ``model.lr_groups()`` declares; the first matching pattern wins)."""
     from fnmatch import fnmatchcase
 
     patterns = list((recipe.lr_multipliers or {}).items())
+    if recipe.lr_roles:
+        from ..models.checkpoint import RegionModel
+
+        declared = model.lr_groups() if isinstance(model, RegionModel) else {}
+        unknown = sorted(set(recipe.lr_roles) - set(declared))
+        if unknown:
+            raise ConfigError(f"recipe.lr_roles {unknown}: a {type(model).__name__} declares the roles "
+                              f"{sorted(declared)} (RegionModel.lr_groups)")
+        patterns += [(pattern, recipe.lr_roles[role]) for role, group in declared.items() if role in recipe.lr_roles
+                     for pattern in group]
     lr = recipe.scaled_lr(batch_size)
     groups: dict[tuple[float, bool], list] = {}
     for name, p in model.named_parameters():

@@ -202,33 +202,27 @@ class RegionCaptionTask:
         return model.collate(batches)
 
     def _cached_state(self, item, regions):
-        """The `ImageState` of ``item`` from the feature cache: SAM's embedding ``(1, C, g, g)`` on the model's
-        device, the image itself a zero-copy blank of its size (its pixels stand in the cache)."""
+        """The `ImageState` of ``item`` from the feature cache (the model's `EmbeddingCacheable` side)."""
         from ..errors import DataFormatError
+        from ..models.interface import EmbeddingCacheable
         from ..runtime.feature_cache import FeatureCache
-        from ..models.interface import ImageState
 
         model = self._model
-        sam = getattr(model, "sam", None)
-        if sam is None:
+        if not isinstance(model, EmbeddingCacheable):
             raise ConfigError(f"task.feature_cache holds SAM image embeddings; preset {self.config.preset!r} has no SAM")
         if self._features is None:
             self._features = FeatureCache(self.config.feature_cache)
-        pe = sam.prompt_encoder
-        want = (pe.embed_dim, *pe.image_embedding_size)
         key = str(item.image_id)
         if key not in self._features:
             raise DataFormatError(f"image {key!r} is not in the feature cache {self.config.feature_cache} "
                                   f"({len(self._features)} images): it must be written over the same images with "
                                   "the same ids (ray_jobs/cache_features.py --images DIR names them by path)")
         emb = self._features[key]
-        if tuple(emb.shape) != want:
+        if tuple(emb.shape) != model.embedding_shape:
             raise DataFormatError(f"image {key!r}: the feature cache {self.config.feature_cache} holds a "
-                                  f"{tuple(emb.shape)} embedding, the model's SAM makes {want}: another SAM")
-        dtype = next(sam.parameters()).dtype
-        h, w = regions.image_size
-        blank = np.broadcast_to(np.zeros((1, 1, 3), dtype=np.uint8), (int(h), int(w), 3))
-        return ImageState(blank, {"image_embeddings": emb[None].to(model.device, dtype=dtype)})
+                                  f"{tuple(emb.shape)} embedding, the model's SAM makes {model.embedding_shape}: "
+                                  "another SAM")
+        return model.state_from_embedding(emb, regions.image_size)
 
     def loss(self, model, batch, *, label_smoothing: float | None = None, reduction: str = "mean") -> torch.Tensor:
         """The loss through ``model``'s ``forward`` (DDP / FSDP synchronise gradients there); the task's

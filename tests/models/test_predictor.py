@@ -118,16 +118,18 @@ def test_bad_input(world):
         predictor.caption(s.regions, max_new_tokens=0)
     with pytest.raises(RegionLibError, match="batch_size"):
         predictor.caption(s.regions, batch_size=0)
-    with pytest.raises(ConfigError, match="segment_and_caption"):
+    with pytest.raises(ConfigError, match="not a PromptSegmenter; use an SCA"):
         predictor.segment_and_caption([Prompt(box_xyxy=s.regions.boxes_xyxy[0])])
-    with pytest.raises(ConfigError, match="select"):
+    with pytest.raises(ConfigError, match="not a Selector; use a RAS"):
         predictor.select("x", s.regions)
     with pytest.raises(ConfigError, match="one per region"):
         predictor.caption(s.regions, prompts=[1] * len(s.regions))
     ras = RegionPredictor(create_model("tiny-ras"))
     ras.set_image(s.image)
-    with pytest.raises(ConfigError, match="does not caption"):
+    with pytest.raises(ConfigError, match="does not caption regions: it is not a Captioner"):
         ras.caption(s.regions)
+    with pytest.raises(ConfigError, match="does not describe video regions"):
+        ras.set_video([s.image])
     with pytest.raises(ConfigError):
         RegionPredictor(object())
 
@@ -154,3 +156,37 @@ def test_dam_embeds_the_full_image_once_per_image_in_a_batch(world):
     per_region = {**batch, "full_image": batch["full_image"].expand(len(s.regions), -1, -1, -1), "image_index": None}
     with torch.no_grad():
         torch.testing.assert_close(model.prefix(batch), model.prefix(per_region), atol=1e-6, rtol=0)
+
+
+def test_the_model_contract_is_declared_in_code():
+    """Bug caught: a model that forgets part of the interface (it would fail only when a predictor or the
+    training loop first calls it); each capability the predictor needs is a Protocol the models satisfy."""
+    import torch.nn as nn
+
+    from regionlib.models.checkpoint import RegionModel
+    from regionlib.models.interface import Captioner, EmbeddingCacheable, PromptSegmenter, Selector, VideoDescriber
+
+    class Incomplete(RegionModel):
+        def encode_image(self, image):
+            return None
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()
+
+    class NoContexts(Captioner, RegionModel):
+        def encode_image(self, image):
+            return None
+
+        def region_inputs(self, state, regions, **request):
+            return {}
+
+    with pytest.raises(TypeError, match="contexts"):
+        NoContexts()
+    want = {"tiny-dam": {Captioner, VideoDescriber}, "tiny-sca": {Captioner, PromptSegmenter, EmbeddingCacheable},
+            "tiny-ras": {Selector}, "tiny-pooled": {Captioner}}
+    for preset, caps in want.items():
+        model = create_model(preset)
+        assert isinstance(model, nn.Module)
+        got = {c for c in (Captioner, PromptSegmenter, Selector, VideoDescriber, EmbeddingCacheable)
+               if isinstance(model, c)}
+        assert got == caps, preset
