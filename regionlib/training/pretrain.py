@@ -65,10 +65,12 @@ class PretrainSettings:
 SHORT = PretrainSettings(sam_steps=6, sam_images=2, vl_steps=6, vl_batch=8, eval_images=3)
 
 
-def _cosine(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, total - warmup)))
+def _schedule(opt, steps: int):
+    """The recipes' schedule (`regionlib.training.recipes.build_scheduler`): linear warmup over 5 % of the steps,
+    then cosine decay to 0."""
+    from .recipes import Recipe, build_scheduler
+
+    return build_scheduler(opt, Recipe(warmup_steps=max(1, steps // 20)), total_steps=steps)
 
 
 def _sample(seed: int, step: int, k: int, split: str = "train", single: bool = False):
@@ -184,17 +186,16 @@ def pretrain_sam(settings: PretrainSettings, *, log=print):
 
     sam = build_sam("tiny", seed=settings.seed).train()
     opt = torch.optim.AdamW(sam.parameters(), lr=settings.sam_lr, weight_decay=0.0)
-    warmup = max(1, settings.sam_steps // 20)
+    schedule = _schedule(opt, settings.sam_steps)
     rng = np.random.default_rng([settings.seed, 1])
     for step in range(settings.sam_steps):
-        for g in opt.param_groups:
-            g["lr"] = settings.sam_lr * _cosine(step, settings.sam_steps, warmup)
         samples = [_sample(settings.seed, step, k) for k in range(settings.sam_images)]
         loss, stats = _sam_step_loss(sam, samples, rng, settings.sam_regions)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(sam.parameters(), 1.0)
         opt.step()
+        schedule.step()
         if step % 100 == 0 or step == settings.sam_steps - 1:
             log(f"sam step {step}: loss {loss.item():.3f}, oracle IoU {stats['iou']:.3f}")
     return sam.eval()
@@ -285,16 +286,15 @@ def pretrain_vl(settings: PretrainSettings, *, log=print):
     model.backbone.mask_embed.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=settings.vl_lr, weight_decay=0.05)
-    warmup = max(1, settings.vl_steps // 20)
+    schedule = _schedule(opt, settings.vl_steps)
     for step in range(settings.vl_steps):
-        for g in opt.param_groups:
-            g["lr"] = settings.vl_lr * _cosine(step, settings.vl_steps, warmup)
         batch = vl_batch(model, _views(settings.seed, step, settings.vl_batch))
         loss = model(batch).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        schedule.step()
         if step % 100 == 0 or step == settings.vl_steps - 1:
             log(f"vl step {step}: loss {loss.item():.3f}")
     return model.eval()
