@@ -544,7 +544,9 @@ class DAM(Captioner, RegionModel):
     def prefix(self, batch: dict) -> torch.Tensor:
         """Visual prefix ``(B, T * N, D_lm)`` (tokens projected per frame, concatenated in frame order)."""
         keys = ("full_image", "full_mask", "crop_image", "crop_mask", "image_index")
-        tokens = self.backbone(**{k: batch.get(k) for k in keys})
+        dtype = self.backbone.mask_embed.weight.dtype  # the processors make float32: match a half-precision model
+        tokens = self.backbone(**{k: None if batch.get(k) is None else
+                                  batch[k].to(dtype) if batch[k].is_floating_point() else batch[k] for k in keys})
         if not batch.get("video"):
             return self.projector(tokens)
         b, t = batch["crop_image" if "crop_image" in batch else "full_image"].shape[:2]

@@ -151,8 +151,15 @@ class SCA(Captioner, RegionModel):
     def encode_image(self, image) -> ImageState:
         """SAM's image embedding ``image_embeddings`` ``(1, C, h, w)`` of one image."""
         state = ImageState.of(image)
-        state.tensors["image_embeddings"] = self.sam.image_encoder(self.preprocess(state.image))
+        with self._precision():
+            state.tensors["image_embeddings"] = self.sam.image_encoder(self.preprocess(state.image))
         return state
+
+    def _precision(self):
+        """Autocast to SAM's dtype when the model was cast to bfloat16 / float16 (``model.half()``): inputs
+        and segment-anything's float32 positional encoding then meet the half-precision weights."""
+        dtype = next(self.sam.parameters()).dtype
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         """``(H, W, 3)`` uint8 RGB -> SAM's input ``(1, 3, S, S)``: segment-anything's ``ResizeLongestSide``
@@ -310,7 +317,8 @@ class SCA(Captioner, RegionModel):
 
     def _run(self, batch: dict) -> SCAOutput:
         keys = ("boxes", "points", "point_labels")
-        return self.run(batch["image_embeddings"], batch["image_index"], **{k: batch.get(k) for k in keys})
+        with self._precision():
+            return self.run(batch["image_embeddings"], batch["image_index"], **{k: batch.get(k) for k in keys})
 
     def contexts(self, batch: dict) -> tuple[torch.Tensor, None]:
         """Task tokens + mixed queries in the LM's template: ``(B, L, D)``."""

@@ -190,3 +190,18 @@ def test_the_model_contract_is_declared_in_code():
         got = {c for c in (Captioner, PromptSegmenter, Selector, VideoDescriber, EmbeddingCacheable)
                if isinstance(model, c)}
         assert got == caps, preset
+
+
+@pytest.mark.parametrize("preset", ["tiny-dam", "tiny-sca", "tiny-pooled"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_model_describes_like_the_float32_one(preset, dtype, world):
+    """Bug caught: ``model.to(torch.bfloat16)`` / ``.half()`` inference crashing with an untyped RuntimeError
+    (the processors' float32 inputs meeting half-precision weights; SAM's float32 positional encoding)."""
+    s = world[0]
+    full = RegionPredictor(create_model(preset, seed=0).eval())
+    half = RegionPredictor(create_model(preset, seed=0).to(dtype).eval())
+    for p in (full, half):
+        p.set_image(s.image)
+    a, b = full.describe(s.regions[:3], max_new_tokens=5), half.describe(s.regions[:3], max_new_tokens=5)
+    assert a.captions == b.captions
+    np.testing.assert_allclose(a.data["caption_logprob"], b.data["caption_logprob"], atol=5e-3)
