@@ -13,7 +13,6 @@ export PYTHONPATH := $(CURDIR)
 export RAY_USAGE_STATS_ENABLED := 0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
-export MPLBACKEND := Agg
 
 .PHONY: env run demo test test-fast bench lab pretrain lock clean-env
 

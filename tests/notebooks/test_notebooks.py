@@ -31,3 +31,18 @@ def test_notebook_runs_headless(path, monkeypatch):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     assert any(o.output_type in ("display_data", "execute_result") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_make_lab_leaves_the_matplotlib_backend_to_the_kernel():
+    """Bug caught: the Makefile exporting ``MPLBACKEND=Agg`` to every target, so the kernels of ``make lab``
+    inherit it, ipykernel never switches to its inline backend and every notebook figure stays invisible."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    out = subprocess.run(["make", "-pn", "lab"], cwd=root, env=env, capture_output=True, text=True, timeout=60).stdout
+    assert "jupyter lab" in out  # the lab recipe was read
+    assert "MPLBACKEND" not in out
