@@ -103,12 +103,17 @@ class LocalContext:
         return None
 
     def report(self, metrics: dict, checkpoint_dir: str | None, *, sharded: bool = False) -> None:
+        """Copy ``checkpoint_dir`` to ``out/checkpoint_<step>`` under a temporary name, renamed when complete
+        (a full disk leaves a ``.checkpoint_*.partial`` folder, never a checkpoint that looks whole)."""
         import shutil
 
         if checkpoint_dir:
             target = self.out / f"checkpoint_{metrics['step']:06d}"
+            partial = self.out / f".{target.name}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(checkpoint_dir, partial)
             shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(checkpoint_dir, target)
+            os.replace(partial, target)
             self.last = target
 
 
@@ -162,6 +167,19 @@ class DistributedContext(LocalContext):
             shutil.copy2(src / "state.json", target / "state.json")
             self.last = target
         dist.barrier()
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep only the lines of the metrics log up to ``step`` (a run resumed there logs the later steps again;
+    a kill between a metrics line and the next checkpoint must not leave them twice)."""
+    from ..runtime.shards import atomic_write_bytes
+
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        atomic_write_bytes(path, "".join(kept).encode())
 
 
 def _all_reduce_sum(value: float, world: int) -> float:
@@ -405,6 +423,7 @@ def train_loop(cfg: TrainJob, ctx) -> None:
     log_path = Path(cfg.run.storage) / cfg.run.name / "metrics.jsonl"
     if rank == 0:
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        _truncate_log(log_path, start)
     fail_at, marker, sync_every = tc.fail_at_step, tc.fail_marker, tc.check_sync_every
     epoch, order, k = 0, task.epoch_samples(0), 0  # one shuffle per epoch, the same on every rank
     steps_per_epoch = max(1, len(order) // global_batch)
@@ -484,7 +503,10 @@ def train_loop(cfg: TrainJob, ctx) -> None:
 
 def newest_checkpoint(run_dir: str | Path) -> Path | None:
     """The checkpoint directory under ``run_dir`` with the highest step whose ``state.json`` (written last,
-    atomically, by `TrainState.save`) is complete; None if there is none."""
+    atomically, by `TrainState.save`) is complete and whose ``model.safetensors`` holds every byte its
+    header promises; None if there is none. Incomplete ones are skipped with a warning naming them."""
+    import warnings
+
     best, best_step = None, -1
     for d in Path(run_dir).glob("checkpoint_*"):
         try:
@@ -493,9 +515,25 @@ def newest_checkpoint(run_dir: str | Path) -> Path | None:
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not a (complete) training checkpoint
         sharded_ok = not meta.get("sharded") or (d / "sharded" / ".metadata").is_file()
-        if step > best_step and (d / "model.safetensors").is_file() and sharded_ok:
-            best, best_step = d, step
+        if step <= best_step or not sharded_ok:
+            continue
+        if not _safetensors_complete(d / "model.safetensors"):
+            warnings.warn(f"{d}: model.safetensors is missing or truncated; skipping this checkpoint", stacklevel=2)
+            continue
+        best, best_step = d, step
     return best
+
+
+def _safetensors_complete(path: Path) -> bool:
+    """True if ``path`` is a safetensors file whose size is 8 + header + the end of its last tensor."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        return path.stat().st_size == 8 + n + end
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
 
 
 def _train_loop_per_worker(settings: dict) -> None:
