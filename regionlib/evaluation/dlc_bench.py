@@ -153,7 +153,8 @@ def parse_reply(reply: str, choices: Sequence[str]) -> int | None:
     ``"x. choice"`` or the bare letter; the only choice contained in the reply; a reply starting
     with ``"<letter>."``; among several contained choices the one whose first occurrence starts
     last (ties: the longest); the longest choice containing the reply; a lone letter (alone or
-    followed by a newline).
+    followed by a newline). A one-letter reply of ``a``-``e`` is a letter, never a substring of a
+    choice's text: beyond the choices it is unparsed (the released code fails there with IndexError).
     """
     pred = str(reply).strip().lower()
     opts = [c.strip().lower() for c in choices]
@@ -170,6 +171,8 @@ def parse_reply(reply: str, choices: Sequence[str]) -> int | None:
     if contained:
         last = max(pos for _, pos, _ in contained)
         return max((c for c in contained if c[1] == last), key=lambda c: c[2])[0]
+    if len(pred) == 1 and pred in LETTERS:  # a letter, never a substring of a choice's text
+        return _letter(pred, len(opts))
     if pred:
         inside = [(i, len(c)) for i, c in enumerate(opts) if pred in c]
         if inside:

@@ -82,6 +82,8 @@ def test_a_lone_letter_beyond_the_choices_is_unparsed(reply):
     choices = ["cat", "dog", "fox", "pig"]
     assert parse_reply(reply, choices) is None
     assert parse_reply(reply.replace("E", "D").replace("e", "d"), choices) == 3  # within the choices: an answer
+    # choices whose text contains the letter: still a letter, not a substring of "the wing is red"
+    assert parse_reply(reply, ["the wing is red", "the wing is blue", "not mentioned"]) is None
 
 
 CHOICES = ["The wing is not mentioned.", "The color of the wing is mentioned and is red.", "Red"]
