@@ -82,7 +82,10 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:  # SafetensorError (a truncated or corrupt file), OSError
+            raise CheckpointError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from exc
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -23,9 +23,10 @@ dir's text tower is expected to be left over; a ViT's pooler / classifier too). 
 
 Preprocessing is the checkpoint's own: `build_image_processor(config)` wraps
 ``AutoImageProcessor.from_pretrained(config.path)`` (the torchvision backend, so tensors stay on
-their device) in a `RegionImageProcessor`; without a path (or without a ``preprocessor_config.json``
-in it) the family's processor class is built with the encoder's input size and the family's
-default mean / std, so one code path runs everywhere. Every encoder `build_vision_encoder` returns
+their device) in a `RegionImageProcessor` (a path without ``preprocessor_config.json`` is a
+`CheckpointError`: its normalisation is unknown); without a path (tiny presets) the family's processor
+class is built with the encoder's input size and the family's default mean / std, so one code path
+runs everywhere. Every encoder `build_vision_encoder` returns
 carries its processor as ``encoder.regionlib_processor`` (what `RegionModel.save_pretrained` writes).
 
 `vision_parts(model)` exposes what the DAM backbone and the feature extractors need: the embedding
@@ -200,6 +201,10 @@ def build_vision_encoder(config: VisionConfig, *, load_weights: bool = True) -> 
         family, model_cls, full, vcfg = _read_config(config.path)
         kwargs = {"add_pooling_layer": False} if model_cls.__name__ == "ViTModel" else {}
         if load_weights:
+            from .checkpoint import read_safetensors_header
+
+            for weights in sorted(Path(config.path).glob("*.safetensors")):  # a truncated file: CheckpointError
+                read_safetensors_header(weights)
             try:
                 model, info = model_cls.from_pretrained(config.path, config=vcfg, output_loading_info=True,
                                                         dtype=torch.float32, **kwargs)
@@ -435,17 +440,18 @@ def _family_processor(family: str, size: tuple[int, int]):
 def build_image_processor(config: VisionConfig, *, vision_config=None) -> RegionImageProcessor:
     """The encoder's own preprocessing (see the module docstring).
 
-    ``vision_config``: the encoder's transformers config, when already at hand (gives the size and
-    family of a path without ``preprocessor_config.json``).
+    ``vision_config``: the encoder's transformers config, when already at hand (gives the size of a
+    preset without a path). A path without ``preprocessor_config.json`` is a `CheckpointError`.
     """
     if config.path and (Path(config.path) / "preprocessor_config.json").is_file():
         return RegionImageProcessor.from_pretrained(config.path)
     if config.path:
-        family = _read_config(config.path)[0]
-    else:
-        family = config.arch
-        if family not in VISION_ARCHS:
-            raise ConfigError(f"VisionConfig.arch must be one of {list(VISION_ARCHS)}, got {config.arch!r}")
+        raise CheckpointError(f"VisionConfig.path {config.path!r} has no preprocessor_config.json: the encoder's size "
+                              "and normalisation are unknown (a family default could be silently wrong); copy the "
+                              "checkpoint's preprocessor_config.json there, or save its AutoImageProcessor into it")
+    family = config.arch
+    if family not in VISION_ARCHS:
+        raise ConfigError(f"VisionConfig.arch must be one of {list(VISION_ARCHS)}, got {config.arch!r}")
     vcfg = vision_config if vision_config is not None else vision_config_of(config)
     s = int(vcfg.image_size)
     return RegionImageProcessor(_family_processor(family, (s, s)))

@@ -522,3 +522,23 @@ def test_sam_architecture_travels_with_the_checkpoint(tmp_path):
         assert _equal_state(model, RegionModel.from_pretrained(d))
     finally:
         SAM_PRESETS.pop("elsewhere-tiny", None)
+
+
+def test_a_damaged_vision_or_sam_checkpoint_is_a_checkpoint_error(src, tmp_path):
+    """Bugs caught: a vision path without preprocessor_config.json silently normalised with the family's default
+    mean / std; a truncated model.safetensors (vision path, SAM checkpoint) raising a bare SafetensorError."""
+    from regionlib.sam import load_state_dict
+
+    no_proc = tmp_path / "no_proc"
+    shutil.copytree(src["siglip"], no_proc)
+    (no_proc / "preprocessor_config.json").unlink()
+    with pytest.raises(CheckpointError, match="no preprocessor_config.json"):
+        create_model("tiny-dam", vision__path=str(no_proc))
+    cut = tmp_path / "cut"
+    shutil.copytree(src["siglip"], cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        create_model("tiny-dam", vision__path=str(cut))
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_state_dict(weights)
