@@ -647,13 +647,18 @@ def check_tokenizer(lm: nn.Module, tokenizer, *, path: str | None = None) -> Non
 
     The built-in word tokenizer never pairs with a real LM; when ``path`` holds its own tokenizer,
     ``tokenizer`` must give every one of its tokens the same id; and no token id may exceed the LM's
-    embedding rows.
+    embedding rows; a tokenizer with fewer than half the LM's embedding rows (transformers' near-empty
+    tokenizer of a directory without tokenizer files) is not the LM's.
     """
     if getattr(tokenizer, "regionlib_builtin", False):
         raise CheckpointError(f"LMConfig.path {path!r} is a real LM but the tokenizer is regionlib's built-in word "
                               "tokenizer (tiny presets only): pass the LM's own tokenizer, or none to load it")
     rows = lm.get_input_embeddings().num_embeddings
     vocab = tokenizer.get_vocab()
+    if len(vocab) < rows // 2:
+        raise CheckpointError(f"the tokenizer{' at ' + repr(path) if path else ''} has {len(vocab)} tokens for an LM "
+                              f"of {rows} embedding rows: not this LM's tokenizer (are its tokenizer files "
+                              f"missing? expected one of {list(_TOKENIZER_FILES)})")
     if path and any((Path(path) / f).is_file() for f in _TOKENIZER_FILES):
         from transformers import AutoTokenizer
 

@@ -164,6 +164,13 @@ def create_model(name: str, *, tokenizer=None, tokenizer_texts: Iterable[str] = 
                                       "tokenizer with tokenizer=") from exc
         else:
             tokenizer = builtin_tokenizer(tuple(tokenizer_texts))
+    if kind == "dam" and load_weights and base is None and (config.vision.path or config.lm.path):
+        import warnings
+
+        warnings.warn(f"{name}: the vision encoder / LM load from their paths, but the projector starts from random "
+                      "weights: DAM starts from a VLM whose projector is trained (VILA1.5-3B for DAM-3B, seed 003 "
+                      "§3.2). Train it (the dam recipe trains every part) or start from a trained DAM "
+                      "(RegionModel.from_pretrained / task.init_from)", stacklevel=2)
     torch.manual_seed(seed)
     builder = MODEL_KINDS[kind].builder
     if device is not None:

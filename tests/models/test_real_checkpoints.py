@@ -542,3 +542,21 @@ def test_a_damaged_vision_or_sam_checkpoint_is_a_checkpoint_error(src, tmp_path)
         create_model("tiny-dam", vision__path=str(cut))
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         load_state_dict(weights)
+
+
+def test_an_lm_directory_without_tokenizer_files_is_refused(tmp_path):
+    """Bug caught: a GPT-2-type LM directory without tokenizer files: transformers returns a near-empty tokenizer,
+    every caption became EOS, the loss fell, captions came out empty and the broken tokenizer was saved."""
+    import transformers as tf
+
+    d = tmp_path / "gpt2"
+    tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=300, n_embd=32, n_layer=1, n_head=2)).save_pretrained(d)
+    with pytest.raises(CheckpointError, match="has 1 tokens for an LM of 300 embedding rows"):
+        create_model("tiny-dam", lm__path=str(d))
+
+
+def test_a_dam_from_tower_paths_warns_that_its_projector_is_random(src):
+    """Bug caught: ``dam-3b`` / ``dam_paper.yaml`` silently starting from a random projector between a pretrained
+    SigLIP and a pretrained LM (the paper starts from VILA's trained one)."""
+    with pytest.warns(UserWarning, match="projector starts from random weights"):
+        create_model("tiny-dam", vision__path=str(src["siglip"]))
