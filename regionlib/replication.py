@@ -234,53 +234,44 @@ def ideal_captions(test, st: Settings) -> dict[str, dict[str, str]]:
     return rows
 
 
-def self_label_quality(directory: Path, st: Settings) -> dict:
+def self_label_quality(directory: Path) -> dict:
     """Precision of self-labels against RegionWorld's ground truth: per attribute, the share of labels
     naming the region's true value, and the share that equal the true caption."""
-    from .data.regionworld import SPLITS, RegionWorldConfig, generate_sample
     from .evaluation.verdicts import attribute_correctness
-    from .runtime.shards import read_jsonl_shards
+    from .selflabel.records import read_records
 
-    records = read_jsonl_shards(directory)
+    records = read_records(directory)
     if not records:
         return {"records": 0}
-    world = RegionWorldConfig(image_size=st.image_size)
     caps, attrs, truth = [], [], []
     for r in records:
-        seed, split, index, *_ = r["image"]["regionworld"]
-        s = generate_sample((seed, SPLITS[split], index), split=split, config=world)
-        caps.append(r["caption"])
-        attrs.append(s.regions.data["attributes"][int(r["index"])])
-        truth.append(s.regions.captions[int(r["index"])])
+        s = r.regionworld_sample()
+        caps.append(r.caption)
+        attrs.append(s.regions.data["attributes"][r.index])
+        truth.append(s.regions.captions[r.index])
     hits = attribute_correctness(caps, attrs)
     return {"records": len(records), "exact caption": float(np.mean([c == t for c, t in zip(caps, truth)])),
             **{f"precision: {m[5:]}": float(np.nanmean(v)) for m, v in hits.items() if np.isfinite(v).any()}}
 
 
-def control_labels(self_dir: Path, out: Path, st: Settings, *, kind: str, seed: int) -> Path:
+def control_labels(self_dir: Path, out: Path, *, kind: str, seed: int) -> Path:
     """The self-labeled regions with other captions: ``"gt"`` — each region's true caption; ``"shuffled"``
     — the self-labels permuted across regions (same captions, no link to the pixels)."""
-    from .data.regionworld import SPLITS, RegionWorldConfig, generate_sample
-    from .runtime.shards import ShardedWriter, ShardSpec, atomic_write_bytes, read_jsonl_shards
+    from .runtime.shards import ShardedWriter, ShardSpec
+    from .selflabel.records import read_records, write_records
 
-    records = sorted(read_jsonl_shards(self_dir), key=lambda r: r["id"])
+    records = sorted(read_records(self_dir), key=lambda r: r.id)
     if kind == "gt":
-        world = RegionWorldConfig(image_size=st.image_size)
-        for r in records:
-            s_, split, index, *_ = r["image"]["regionworld"]
-            r["caption"] = generate_sample((s_, SPLITS[split], index), split=split, config=world).regions.captions[
-                int(r["index"])]
+        captions = [r.regionworld_sample().regions.captions[r.index] for r in records]
     elif kind == "shuffled":
-        perm = np.random.default_rng([seed, 9]).permutation(len(records))
-        captions = [records[i]["caption"] for i in perm]
-        for r, c in zip(records, captions):
-            r["caption"] = c
+        captions = [records[i].caption for i in np.random.default_rng([seed, 9]).permutation(len(records))]
     else:
         raise ConfigError(f"kind must be 'gt' or 'shuffled', got {kind!r}")
+    records = [dataclasses.replace(r, caption=c) for r, c in zip(records, captions)]
     writer = ShardedWriter(out, kind="self_labels:describe", config={"control": kind, "of": str(self_dir)},
                            suffix=".jsonl")
-    spec = ShardSpec(0, tuple(r["id"] for r in records))
-    atomic_write_bytes(writer.shard_path(spec), "".join(json.dumps(r) + "\n" for r in records).encode())
+    spec = ShardSpec(0, tuple(r.id for r in records))
+    write_records(writer.shard_path(spec), records)
     writer.record(spec, count=len(records))
     writer.compact()
     return out
@@ -480,21 +471,22 @@ def main(argv=None) -> dict:
     run_all([job("labeled-only", s, "tiny-dam", small, st.self_label_steps, dam_over, dam_base) for s in st.seeds])
     timings["train stage-1 (labeled split)"] = time.perf_counter() - t0
 
-    from .selflabel import cli as self_label
+    from .selflabel import LabelSettings, RunSettings, SelfLabelJob
+    from .selflabel.cli import run_job
 
     t0 = time.perf_counter()
     label_stats, retrain = {}, []
     for seed in st.seeds:
         d = out / "self_labels" / f"s{seed}"
-        label_stats[seed] = self_label.main(
-            ["--regionworld", str(st.n_unlabeled), "--world-seed", str(st.world_seed), "--image-size", str(st.image_size),
-             "--checkpoint", results["labeled-only"][seed]["checkpoint"], "--out", str(d), "--actors", str(st.parallel),
-             "--cpus-per-actor", "1", "--max-new-tokens", str(st.max_new_tokens), "--shard-size", "16",
-             "--candidates", str(st.candidates)])
-        label_stats[seed]["quality"] = self_label_quality(d, st)
-        arms = {"self-labeled": d, "gt-labels": control_labels(d, out / "self_labels" / f"s{seed}-gt", st, kind="gt",
+        label_stats[seed] = run_job(SelfLabelJob(
+            label=LabelSettings(regionworld=st.n_unlabeled, world_seed=st.world_seed, image_size=st.image_size,
+                                checkpoint=results["labeled-only"][seed]["checkpoint"],
+                                max_new_tokens=st.max_new_tokens, shard_size=16, candidates=st.candidates),
+            run=RunSettings(out=str(d), actors=st.parallel, cpus_per_actor=1.0)))
+        label_stats[seed]["quality"] = self_label_quality(d)
+        arms = {"self-labeled": d, "gt-labels": control_labels(d, out / "self_labels" / f"s{seed}-gt", kind="gt",
                                                                seed=seed),
-                "shuffled-labels": control_labels(d, out / "self_labels" / f"s{seed}-shuffled", st, kind="shuffled",
+                "shuffled-labels": control_labels(d, out / "self_labels" / f"s{seed}-shuffled", kind="shuffled",
                                                   seed=seed)}
         for key, labels in arms.items():
             retrain.append(job(key, seed, "tiny-dam", small + [{"reader": "self_labels", "path": str(labels)}],

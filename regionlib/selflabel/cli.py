@@ -40,17 +40,23 @@ the detector's class score (``--min-detector``), SAM's predicted IoU (``--min-pr
 caption's class-conditioned mean log-probability per token (``--min-logprob``) and the CLIP / SigLIP
 cosine similarity of the region crop and the caption (``--clip PATH``, ``--min-similarity``) ->
 `regionlib.selflabel.filter_proposals` -> at most ``--max-per-image`` regions per image, of
-different classes (`select_per_image`) -> JSON-lines shards, one training triplet per kept region:
-id ``"{image_id}_{k}"``, class, caption, box, COCO-RLE mask, image size, confidences, and where the
-image comes from (``image.path``, or ``image.regionworld`` seeds), which
-`regionlib.training.tasks.self_labeled_regions` reads directly (so label -> retrain -> relabel runs
-on a folder of images or a COCO file). COCO crowd annotations (``iscrowd=1``) are never objects:
-not proposals, not stage-1 regions, and a detector / SAM proposal lying mostly inside one is dropped.
+different classes (`select_per_image`) -> JSON-lines shards, one training triplet per kept region
+(`regionlib.selflabel.records.SelfLabelRecord`): id ``"{image_id}_{k}"``, class, caption, box, COCO-RLE
+mask, image size, confidences, and where the image comes from (``image.path``, or ``image.regionworld``
+seeds), which training reads directly (a ``self_labels`` source:
+`regionlib.selflabel.records.self_labeled_regions`), so label -> retrain -> relabel runs on a folder of
+images or a COCO file. COCO crowd annotations (``iscrowd=1``) are never objects: not proposals, not
+stage-1 regions, and a detector / SAM proposal lying mostly inside one is dropped.
 
 Each finished shard appends one line to the manifest (`regionlib.runtime.shards`). A rerun skips finished
 shards; a worker that dies mid-shard leaves no partial file and its shard is recomputed, so no record
-is lost or duplicated. Read the output with `regionlib.runtime.shards.read_jsonl_shards` (each shard verified
+is lost or duplicated. Read the output with `regionlib.selflabel.records.read_records` (each shard verified
 as it is read).
+
+Settings: every option sets one setting of `regionlib.selflabel.config.SelfLabelJob` (``--max-per-image``:
+``label.max_per_image``; defaults and ranges in ``--help``); a misspelt option, a wrong type, an
+out-of-range value (a zero count) or an impossible combination is a `ConfigError` before Ray starts.
+`run_job` runs a `SelfLabelJob` built in Python.
 
 Example (a folder of photographs, all checkpoints from paths)::
 
@@ -63,178 +69,109 @@ Example (a folder of photographs, all checkpoints from paths)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import json
 import time
+import types
+import typing
 from pathlib import Path
 
-from ..runtime.distributed import init_ray, run_shards
+from ..config import describe, from_mapping, to_dict
 from ..errors import ConfigError
 from ..runtime.shards import ShardedWriter, plan_shards
+from .config import SelfLabelJob
 from .stages import filter_phrases, image_source, make_label_work
 
-__all__ = ["parse_args", "job_config", "main"]
+__all__ = ["parser", "parse_job", "run_job", "main"]
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--stage", choices=["keywords", "describe", "phrases"], default="describe")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--regionworld", type=int, metavar="N", help="label N images of a RegionWorld split")
-    src.add_argument("--images", help="directory of image files (SAM proposals, or --coco annotations)")
-    p.add_argument("--coco", help="COCO-format instances JSON over --images (class-annotated regions)")
-    p.add_argument("--captions", help="JSON {image id: caption} for --stage phrases over --images")
-    p.add_argument("--world-seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=None, help="RegionWorld image size (default: the world's 256)")
-    p.add_argument("--split", default=None, help="RegionWorld split (default: train for keywords, else unlabeled)")
-    model = p.add_mutually_exclusive_group()
-    model.add_argument("--checkpoint", help="a ray_jobs/train.py checkpoint directory")
-    model.add_argument("--captioner", help="a RegionModel.save_pretrained directory")
-    model.add_argument("--preset", help="a model preset, random init (smoke tests only)")
-    p.add_argument("--proposals", choices=["regionworld", "boxes", "detector", "sam"], default=None,
-                   help="regionworld: the annotations' masks; boxes: SAM masks for the annotations' boxes; detector: "
-                        "SAM masks for OWLv2 boxes (--detector); sam: automatic masks. Default: detector with "
-                        "--detector, else the annotations when there are any, else sam")
-    p.add_argument("--detector", help="OWLv2 checkpoint directory (Owlv2ForObjectDetection + Owlv2Processor)")
-    p.add_argument("--classes", help="detector class names: comma-separated, or @FILE with one per line "
-                                     "(default: the COCO file's categories, or RegionWorld's shapes)")
-    p.add_argument("--max-detections", type=int, default=16, help="detector boxes per image (after class-wise NMS)")
-    p.add_argument("--nms-iou", type=float, default=0.5)
-    p.add_argument("--min-detector", type=float, default=0.1, help="minimum detector class score")
-    p.add_argument("--clip", help="CLIP / SigLIP checkpoint directory for the crop-text similarity filter")
-    p.add_argument("--min-similarity", type=float, default=None, help="minimum crop-caption cosine similarity (--clip)")
-    p.add_argument("--candidates", type=int, default=4,
-                   help="descriptions proposed per region and re-ranked given its class name (1: greedy only)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed of the extra candidates")
-    p.add_argument("--sam-preset", default="tiny")
-    p.add_argument("--sam-checkpoint", default=None)
-    p.add_argument("--points-per-side", type=int, default=16)
-    p.add_argument("--min-logprob", type=float, default=None, help="minimum mean log-probability per caption token")
-    p.add_argument("--min-predicted-iou", type=float, default=0.5, help="minimum SAM predicted IoU (sam proposals)")
-    p.add_argument("--max-per-image", type=int, default=2)
-    p.add_argument("--max-new-tokens", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=16, help="regions per captioner forward pass")
-    p.add_argument("--drop-fraction", type=float, default=0.3, help="seed 001's R: share of phrases dropped")
-    p.add_argument("--similarity", default="captioner",
-                   help="phrases stage: 'captioner' (phrase log-probability) or 'clip:PATH' (CLIP / SigLIP checkpoint)")
-    p.add_argument("--spacy", default=None, help="spaCy pipeline for noun phrases (default en_core_web_sm)")
-    p.add_argument("--vlm", choices=["openai", "regionworld-oracle"], default="openai", help="stage 1 backend")
-    p.add_argument("--vlm-url", default=None)
-    p.add_argument("--vlm-model", default=None)
-    p.add_argument("--vlm-concurrency", type=int, default=4)
-    p.add_argument("--vlm-max-tokens", type=int, default=300)
-    p.add_argument("--vlm-api-key-file", default=None,
-                   help="file holding the VLM endpoint's API key (default: $REGIONLIB_JUDGE_API_KEY / $OPENAI_API_KEY "
-                        "on the driver); read here and handed to the actors, never logged")
-    p.add_argument("--cache", default=None, help="VLM answer cache directory (default: <out>/answers)")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--shard-size", type=int, default=8)
-    p.add_argument("--actors", type=int, default=1)
-    p.add_argument("--cpus-per-actor", type=float, default=1.0)
-    p.add_argument("--gpus-per-actor", type=float, default=0)
-    p.add_argument("--address", default=None, help="Ray address (default: $RAY_ADDRESS or a local instance)")
-    p.add_argument("--fail-shard", type=int, default=None, help=argparse.SUPPRESS)  # fault injection (tests)
-    p.add_argument("--fail-marker", default=None, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+def _class_names(text: str) -> list[str]:
+    """``--classes``: comma-separated names, or ``@FILE`` with one per line."""
+    text = Path(text[1:]).read_text() if text.startswith("@") else text.replace(",", "\n")
+    return [c.strip() for c in text.splitlines() if c.strip()]
 
 
-def _classes(args) -> list[str] | None:
-    """Detector class names: --classes, else the COCO file's categories, else RegionWorld's shapes."""
-    if args.classes:
-        text = Path(args.classes[1:]).read_text() if args.classes.startswith("@") else args.classes.replace(",", "\n")
-        names = [c.strip() for c in text.splitlines() if c.strip()]
-    elif args.coco:
-        from ..data.readers.base import read_json
+def _captions(path: str) -> dict:
+    """``--captions``: a JSON file ``{image id: caption}``."""
+    from ..data.readers.base import read_json
 
-        names = [str(c["name"]) for c in sorted(read_json(args.coco, "COCO annotation file", expect=dict).get("categories", []), key=lambda c: c["id"])]
-    elif args.regionworld:
-        from ..data.grammar import SHAPES
-
-        names = list(SHAPES)
-    else:
-        return None
-    if not names or len(set(names)) != len(names):
-        raise ConfigError(f"detector classes must be distinct non-empty names, got {names[:10]}")
-    return names
+    return {str(k): v for k, v in read_json(path, "captions file", expect=dict).items()}
 
 
-def job_config(argv=None) -> tuple:
-    """``(args, config, run_config)`` of a command line, checked: ``config`` (what is computed) goes into
-    the manifest; ``run_config`` adds where to reach things (what `LabelWorker` is built from)."""
-    args = parse_args(argv)
-    annotated = bool(args.regionworld or args.coco)
-    proposals = args.proposals or ("detector" if args.detector else "regionworld" if annotated else "sam")
-    if proposals in ("regionworld", "boxes") and not annotated:
-        raise ConfigError(f"--proposals {proposals} needs annotated images (--regionworld N or --coco); "
-                          "use --detector or --proposals sam")
-    if proposals == "detector" and not args.detector:
-        raise ConfigError("--proposals detector needs --detector PATH (an OWLv2 checkpoint directory)")
-    classes = _classes(args) if proposals == "detector" else None
-    if proposals == "detector" and not classes:
-        raise ConfigError("--detector needs class names: --classes a,b,c (or --coco, whose categories are used)")
-    if args.min_similarity is not None and not args.clip:
-        raise ConfigError("--min-similarity needs --clip PATH (a CLIP / SigLIP checkpoint)")
-    if args.candidates < 1 or args.max_detections < 1:
-        raise ConfigError("--candidates and --max-detections must be positive")
-    if args.coco and not args.images:
-        raise ConfigError("--coco needs --images (the image directory the annotations refer to)")
-    needs_captioner = args.stage == "describe" or (args.stage == "phrases" and args.similarity == "captioner")
-    if args.similarity != "captioner" and not args.similarity.startswith("clip:"):
-        raise ConfigError(f"--similarity must be 'captioner' or 'clip:PATH', got {args.similarity!r}")
-    if needs_captioner and not (args.checkpoint or args.captioner or args.preset):
-        raise ConfigError(f"--stage {args.stage} needs a captioner: --checkpoint, --captioner or --preset")
-    if args.stage == "keywords" and not annotated:
-        raise ConfigError("--stage keywords expands annotated regions: use --regionworld or --coco")
-    if args.stage == "keywords" and args.vlm == "regionworld-oracle" and not args.regionworld:
-        raise ConfigError("--vlm regionworld-oracle answers for RegionWorld regions only")
-    if args.max_per_image < 1 or args.shard_size < 1 or args.actors < 1 or not 0 <= args.drop_fraction <= 1:
-        raise ConfigError("--max-per-image, --shard-size and --actors must be positive, --drop-fraction in [0, 1]")
-    resolve = (lambda v: str(Path(v).resolve()) if v else None)
-    captions = None
-    if args.captions:
-        from ..data.readers.base import read_json
+_FROM_TEXT = {"classes": _class_names, "captions": _captions}  # options whose text is not the setting's value
 
-        captions = {str(k): v for k, v in read_json(args.captions, "captions file", expect=dict).items()}
-    config = {"stage": args.stage, "regionworld": args.regionworld, "images": resolve(args.images),
-              "coco": resolve(args.coco), "captions": captions, "world_seed": args.world_seed,
-              "image_size": args.image_size,
-              "split": args.split or ("train" if args.stage == "keywords" else "unlabeled"),
-              "checkpoint": resolve(args.checkpoint), "captioner": resolve(args.captioner), "preset": args.preset,
-              "proposals": proposals, "sam_preset": args.sam_preset, "sam_checkpoint": resolve(args.sam_checkpoint),
-              "points_per_side": args.points_per_side, "min_logprob": args.min_logprob,
-              "min_predicted_iou": args.min_predicted_iou, "max_per_image": args.max_per_image,
-              "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "shard_size": args.shard_size,
-              "vlm": args.vlm if args.stage == "keywords" else None, "vlm_model": args.vlm_model,
-              "vlm_max_tokens": args.vlm_max_tokens, "similarity": args.similarity, "spacy": args.spacy,
-              "detector": resolve(args.detector), "classes": classes, "max_detections": args.max_detections,
-              "nms_iou": args.nms_iou, "min_detector": args.min_detector if proposals == "detector" else None,
-              "clip": resolve(args.clip), "min_similarity": args.min_similarity, "candidates": args.candidates,
-              "seed": args.seed}
-    cache = args.cache or str(args.out.resolve() / "answers")
-    vlm_key = None
-    if config["vlm"] == "openai":  # read on the driver: actors on a running cluster get the raylet's environment
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _settings(cls, prefix: str = ""):
+    """``(dotted name, field, annotation)`` of every setting of ``cls``, sections recursed."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _settings(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name, f, hints[f.name]
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: one ``--name-with-dashes VALUE`` per setting of `SelfLabelJob`, listed with its
+    default, range and help by ``--help``; only the given ones are set."""
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s (--regionworld N | --images DIR) --out DIR [--setting-name VALUE ...]",
+        epilog="settings: --setting-name VALUE sets section.setting_name (--max-per-image 1: label.max_per_image = 1)\n"
+               + describe(SelfLabelJob))
+    for dest, f, tp in _settings(SelfLabelJob):
+        kind = typing.get_args(tp)[0] if typing.get_origin(tp) in (typing.Union, types.UnionType) else tp  # X | None
+        p.add_argument(_option(f.name), dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS,
+                       type=kind if kind in (int, float) else str, required=f.default is dataclasses.MISSING)
+    return p
+
+
+def parse_job(argv=None) -> SelfLabelJob:
+    """The `SelfLabelJob` of a command line, checked; a misspelt option is a `ConfigError` naming the nearest."""
+    args, unknown = parser().parse_known_args(argv)
+    if unknown:
+        options = [_option(f.name) for _, f, _ in _settings(SelfLabelJob)]
+        close = difflib.get_close_matches(unknown[0].split("=")[0], options, n=1)
+        raise ConfigError(f"unknown option {unknown[0]!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+    values: dict = {}
+    for dest, value in vars(args).items():
+        *section, name = dest.split(".")
+        target = values.setdefault(section[0], {}) if section else values
+        target[name] = _FROM_TEXT[name](value) if name in _FROM_TEXT else value
+    return from_mapping(SelfLabelJob, values)
+
+
+def run_job(job: SelfLabelJob) -> dict:
+    """Label ``job``'s images on Ray (started or joined here) -> ``{"shards", "skipped", "computed", "records",
+    "seconds"}`` (phrases: ``"phrases"``, ``"kept"`` too); the manifest's config is ``to_dict(job.label)``."""
+    from ..runtime.distributed import init_ray, run_shards
+
+    label, run = job.label, job.run
+    api_key = None
+    if label.vlm == "openai":  # read on the driver: actors on a running cluster get the raylet's environment
         from ..evaluation.judges.openai_compatible import ApiKey
 
-        vlm_key = ApiKey.resolve(args.vlm_api_key_file)
-    run_config = dict(config, gpus_per_actor=args.gpus_per_actor, cpus_per_actor=args.cpus_per_actor,
-                      fail_shard=args.fail_shard,
-                      fail_marker=args.fail_marker, vlm_url=args.vlm_url, vlm_concurrency=args.vlm_concurrency,
-                      vlm_api_key=vlm_key,
-                      cache=cache)  # not part of the manifest's config: where to reach things, not what to compute
-    return args, config, run_config
-
-
-def main(argv=None) -> dict:
-    args, config, run_config = job_config(argv)
-    writer = ShardedWriter(args.out, kind=f"self_labels:{args.stage}", config=config, suffix=".jsonl")
-    ids, _ = image_source(config)
-    specs = plan_shards(ids, args.shard_size)
-    init_ray(args.address)
+        api_key = ApiKey.resolve(run.vlm_api_key_file)
+    writer = ShardedWriter(run.out, kind=f"self_labels:{label.stage}", config=to_dict(label), suffix=".jsonl")
+    ids, _ = image_source(label)
+    specs = plan_shards(ids, label.shard_size)
+    init_ray(run.address)
     t0 = time.perf_counter()
-    stats = run_shards(writer, specs, make_label_work(run_config), actors=args.actors,
-                       num_cpus=args.cpus_per_actor, num_gpus=args.gpus_per_actor)
+    stats = run_shards(writer, specs, make_label_work(job, api_key), actors=run.actors,
+                       num_cpus=run.cpus_per_actor, num_gpus=run.gpus_per_actor)
     writer.compact()  # the per-shard manifest log folded into manifest.json, once
-    if args.stage == "phrases":
-        stats.update(filter_phrases(args.out, args.drop_fraction))
+    if label.stage == "phrases":
+        stats.update(filter_phrases(Path(run.out), job.drop_fraction))
     stats["seconds"] = round(time.perf_counter() - t0, 2)
     print(json.dumps(stats))
     return stats
+
+
+def main(argv=None) -> dict:
+    """``ray_jobs/self_label.py``: `run_job` of the command line ``argv``."""
+    return run_job(parse_job(argv))

@@ -109,10 +109,9 @@ def _dlc_bench(root, **kwargs):
 
 
 def _self_labels(path):
-    from .tasks import self_labeled_regions
+    from ..selflabel.records import self_labeled_regions
 
-    return [(str(regions.ids[0]).rsplit("_", 1)[0], (lambda img=image: img), regions)
-            for image, regions in self_labeled_regions(path)]
+    return [(image_id, (lambda img=image: img), regions) for image_id, image, regions in self_labeled_regions(path)]
 
 
 def _hf(path):

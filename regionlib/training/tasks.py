@@ -42,49 +42,7 @@ from ..config import Settings, setting
 from ..errors import ConfigError
 from .data import Augmentation
 
-__all__ = ["TASKS", "create_task", "load_trained_model", "RegionCaptionConfig", "RegionCaptionTask",
-           "self_labeled_regions"]
-
-
-def self_labeled_regions(directory) -> list[tuple]:
-    """``ray_jobs/self_label.py`` output -> ``[(image, Regions), ...]`` per labeled image.
-
-    Each record is a training triplet (image reference, COCO-RLE mask, caption) with its class name.
-    The image is regenerated from the seeds recorded with a RegionWorld record (``image.regionworld``)
-    or read from the file of an image-folder / COCO record (``image.path``); its size must be the
-    record's ``image_size``. Masks come from the RLE. Shards are verified as they are read.
-    """
-    from ..data.regionworld import SPLITS, RegionWorldConfig, generate_sample
-    from ..errors import DataFormatError
-    from ..images import load_image
-    from ..masks import decode_rle
-    from ..regions import Regions
-    from ..runtime.shards import read_jsonl_shards
-
-    by_image: dict[str, list[dict]] = {}
-    for rec in read_jsonl_shards(directory):
-        by_image.setdefault(rec["image_id"], []).append(rec)
-    out = []
-    for image_id in sorted(by_image):
-        recs = sorted(by_image[image_id], key=lambda r: r["index"])
-        origin = recs[0].get("image") or {}
-        if "regionworld" in origin:  # [seed, split, index] or [seed, split, index, image_size]
-            seed, split, index, *size = origin["regionworld"]
-            world = RegionWorldConfig(image_size=int(size[0])) if size else None
-            image = generate_sample((seed, SPLITS[split], index), split=split, config=world).image
-        elif "path" in origin:
-            image = load_image(origin["path"])
-        else:
-            raise DataFormatError(f"{directory}: record {recs[0]['id']} says neither where its image is "
-                                  "(image.path) nor how to regenerate it (image.regionworld)")
-        size = tuple(recs[0].get("image_size") or image.shape[:2])
-        if tuple(image.shape[:2]) != size:
-            raise DataFormatError(f"{directory}: record {recs[0]['id']} was labeled on a {size} image, "
-                                  f"its image {origin} is {tuple(image.shape[:2])}")
-        masks = decode_rle([r["mask"] for r in recs])
-        out.append((image, Regions.from_masks(masks, captions=[r["caption"] for r in recs],
-                                              labels=[r["class_name"] for r in recs], ids=[r["id"] for r in recs])))
-    return out
+__all__ = ["TASKS", "create_task", "load_trained_model", "RegionCaptionConfig", "RegionCaptionTask"]
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -169,3 +172,143 @@ def test_describe_given_class_puts_the_class_in_the_prompt_or_reranks_by_the_pre
     caps, logp, how = describe_given_class(pred, regions, regions.labels, candidates=2)
     assert how == "prefix" and caps == ["a red square", "a blue circle"] and logp.tolist() == [-0.5, -0.5]
     assert ("score", ["square, a red thing", "circle, a blue circle"]) in pred.calls
+
+
+# ------------------------------------------------------------------ the job's settings and its records
+_ARGV = ["--regionworld", "6", "--preset", "tiny-dam", "--shard-size", "2", "--max-new-tokens", "6"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--max-per-imgae", "1"], "unknown option '--max-per-imgae'; did you mean '--max-per-image'"),
+    (["--regionworld", "0"], "label.regionworld: must be >= 1, got 0"),
+    (["--max-per-image", "0"], "label.max_per_image: must be >= 1"),
+    (["--shard-size", "0"], "label.shard_size: must be >= 1"),
+    (["--max-new-tokens", "0"], "label.max_new_tokens: must be >= 1"),
+    (["--batch-size", "-1"], "label.batch_size: must be >= 1"),
+    (["--actors", "0"], "run.actors: must be >= 1"),
+    (["--min-predicted-iou", "1.5"], "label.min_predicted_iou: must be <= 1"),
+    (["--stage", "describ"], "did you mean 'describe'"),
+    (["--split", "unlabelled"], "label.split: must be one of"),
+])
+def test_bad_options_are_refused_before_ray_starts(tmp_path, monkeypatch, extra, message):
+    """Bug caught: a misspelt option, a zero count (images, regions per image, tokens, shard size,
+    actors), an out-of-range probability or an unknown stage / split started Ray and the actors, which then
+    reported 0 records or crashed; now a `ConfigError` names the setting, before Ray or any output."""
+    import regionlib.runtime.distributed as distributed
+    from regionlib.errors import ConfigError
+    from regionlib.selflabel import cli
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(distributed, "init_ray", no_ray)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        cli.main([*_ARGV, "--out", str(tmp_path / "out"), *extra])
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_manifest_config_keeps_its_json_content(tmp_path):
+    """Bug caught: a renamed, added or re-defaulted setting changes the manifest's ``config``, so every
+    existing output refuses to resume ("another config"). The JSON is the one written before the settings
+    were a dataclass; it reads back as the same settings."""
+    from regionlib.config import from_mapping, to_dict
+    from regionlib.selflabel import LabelSettings
+    from regionlib.selflabel.cli import parse_job
+
+    job = parse_job([*_ARGV, "--out", str(tmp_path)])
+    assert to_dict(job.label) == {
+        "stage": "describe", "regionworld": 6, "images": None, "coco": None, "captions": None, "world_seed": 0,
+        "image_size": None, "split": "unlabeled", "checkpoint": None, "captioner": None, "preset": "tiny-dam",
+        "proposals": "regionworld", "sam_preset": "tiny", "sam_checkpoint": None, "points_per_side": 16,
+        "min_logprob": None, "min_predicted_iou": 0.5, "max_per_image": 2, "max_new_tokens": 6, "batch_size": 16,
+        "shard_size": 2, "vlm": None, "vlm_model": None, "vlm_max_tokens": 300, "similarity": "captioner",
+        "spacy": None, "detector": None, "classes": None, "max_detections": 16, "nms_iou": 0.5, "min_detector": None,
+        "clip": None, "min_similarity": None, "candidates": 4, "seed": 0}
+    assert from_mapping(LabelSettings, to_dict(job.label)) == job.label
+    detect = parse_job(["--images", "photos", "--detector", "owl", "--classes", "dog, cat", "--checkpoint", "ck",
+                        "--out", str(tmp_path)]).label
+    assert to_dict(detect)["classes"] == ["dog", "cat"] and detect.proposals == "detector"
+    assert detect.min_detector == 0.1 and detect.detector == str(Path("owl").resolve())
+
+
+# the JSON lines the stages wrote before `SelfLabelRecord` (keywords, describe, phrases), byte for byte
+_LINES = [
+    '{"id": "img_0", "image_id": "img", "index": 0, "class_name": "dog", "caption": "a dog", "box_xyxy": [2.0, 1.0, '
+    '5.0, 3.0], "mask": {"size": [6, 8], "counts": "=24000a0"}, "image_size": [6, 8], "scores": {}, "image": {"path": '
+    '"/data/img.png"}, "keyword": "dog"}',
+    '{"id": "img_3", "image_id": "img", "index": 3, "class_name": "dog", "caption": "a red dog", "box_xyxy": [0.0, '
+    '3.0, 8.0, 6.0], "mask": {"size": [6, 8], "counts": "3330000000000000"}, "image_size": [6, 8], "scores": '
+    '{"predicted_iou": 0.875, "logprob": -1.25}, "image": {"regionworld": [0, "unlabeled", 7, 512]}, "proposals": '
+    '"boxes", "conditioning": "prefix"}',
+    '{"id": "img_p0", "image_id": "img", "index": 1, "class_name": null, "caption": "red dog", "box_xyxy": [0.0, 3.0, '
+    '8.0, 6.0], "mask": {"size": [6, 8], "counts": "3330000000000000"}, "image_size": [6, 8], "scores": '
+    '{"phrase_score": -0.5}, "image": {"regionworld": [0, "unlabeled", 7]}, "source_caption": "A red dog."}',
+]
+
+
+def _output(directory, records):
+    """A one-shard self-labeling output holding ``records``."""
+    from regionlib.runtime.shards import ShardedWriter, ShardSpec
+    from regionlib.selflabel import write_records
+
+    writer = ShardedWriter(directory, kind="self_labels:describe", config={}, suffix=".jsonl")
+    spec = ShardSpec(0, tuple(r.id for r in records))
+    writer.record(spec, count=write_records(writer.shard_path(spec), records))
+    return writer.shard_path(spec)
+
+
+def test_self_label_record_round_trip_keeps_the_json_bytes(tmp_path):
+    """Bug caught: the record type writing other JSON than the stages wrote before (a key renamed, moved,
+    dropped, or a stage's own key written as null), which existing outputs, their checksums and the
+    readers of released outputs depend on; or a record not reading back as itself."""
+    import json
+
+    from regionlib.errors import DataFormatError
+    from regionlib.regions import Regions
+    from regionlib.selflabel import SelfLabelRecord, read_records
+    from regionlib.selflabel.records import regionworld_origin
+
+    masks = np.zeros((2, 6, 8), bool)
+    masks[0, 1:3, 2:5] = masks[1, 3:6, 0:8] = True
+    regions = Regions.from_masks(masks)
+    of = SelfLabelRecord.of_region
+    records = [
+        of(regions, 0, region_id="img_0", image_id="img", index=0, caption="a dog", class_name="dog", scores={},
+           image={"path": "/data/img.png"}, keyword="dog"),
+        of(regions, 1, region_id="img_3", image_id="img", index=3, caption="a red dog", class_name="dog",
+           scores={"predicted_iou": 0.875, "logprob": -1.25}, image=regionworld_origin(0, "unlabeled", 7, 512),
+           proposals="boxes", conditioning="prefix"),
+        of(regions, 1, region_id="img_p0", image_id="img", index=1, caption="red dog", class_name=None,
+           scores={"phrase_score": -0.5}, image=regionworld_origin(0, "unlabeled", 7), source_caption="A red dog."),
+    ]
+    assert [r.to_json() for r in records] == _LINES
+    shard = _output(tmp_path / "out", records)
+    assert shard.read_bytes() == "".join(line + "\n" for line in _LINES).encode()
+    assert read_records(tmp_path / "out") == records
+    with pytest.raises(DataFormatError, match=r"unknown keys \['colour'\]"):
+        SelfLabelRecord.from_json({**json.loads(_LINES[0]), "colour": "red"})
+
+
+def test_self_labeled_regions_regenerates_images_and_names_them(tmp_path):
+    """Bug caught: training took an image's id from its first region id (``rsplit("_")``), wrong for ids
+    that are not ``{image_id}_{k}`` (stage 1 keeps the annotations' ids); and an image regenerated at
+    another size than it was labeled on was trained on with masks that do not fit it."""
+    import dataclasses
+
+    from regionlib.data.regionworld import generate_regionworld
+    from regionlib.errors import DataFormatError
+    from regionlib.selflabel import SelfLabelRecord, self_labeled_regions
+    from regionlib.selflabel.records import regionworld_origin
+
+    s = generate_regionworld(1, split="unlabeled")[0]
+    records = [SelfLabelRecord.of_region(s.regions, k, region_id=f"ann{k}", image_id=s.image_id, index=k,
+                                         caption=s.regions.captions[k], class_name=s.regions.labels[k], scores={},
+                                         image=regionworld_origin(0, "unlabeled", 0)) for k in (1, 0)]
+    _output(tmp_path / "out", records)
+    [(image_id, image, regions)] = self_labeled_regions(tmp_path / "out")
+    assert image_id == s.image_id and regions.ids == ["ann0", "ann1"]
+    np.testing.assert_array_equal(image, s.image)
+    np.testing.assert_array_equal(regions.masks, s.regions.masks[:2])
+    assert regions.captions == s.regions.captions[:2] and regions.labels == s.regions.labels[:2]
+    with pytest.raises(DataFormatError, match="was labeled on a"):
+        dataclasses.replace(records[0], image=regionworld_origin(0, "unlabeled", 0, 512)).load_image()

@@ -38,11 +38,11 @@ def _argv(sdp, out, *extra):
 
 
 def _worker(argv):
-    from regionlib.selflabel.cli import job_config
+    from regionlib.selflabel.cli import parse_job
     from regionlib.selflabel.stages import LabelWorker
 
-    _, config, run_config = job_config(argv)
-    return LabelWorker(run_config), config
+    job = parse_job(argv)
+    return LabelWorker(job), job
 
 
 @pytest.mark.slow
@@ -53,7 +53,7 @@ def test_label_then_retrain_on_a_folder_of_photographs(local_ray, sdp, tmp_path,
     the class -> filters -> records with the image's path -> `self_labeled_regions` -> `train_local`."""
     from ray_jobs import self_label
 
-    import regionlib.training.tasks as tasks
+    import regionlib.selflabel.records as self_labels
     from regionlib.training.loop import load_config, train_local
 
     out = tmp_path / "labels"
@@ -72,19 +72,19 @@ def test_label_then_retrain_on_a_folder_of_photographs(local_ray, sdp, tmp_path,
         assert Path(r["image"]["path"]) == sdp["images"] / f"{r['image_id']}.png"
         assert not r["caption"].startswith(r["class_name"] + ",")  # the class prefix is never in the label
 
-    pairs = tasks.self_labeled_regions(out)  # images read back from their files, masks from the RLE
-    assert sorted(len(reg) for _, reg in pairs) == sorted(per_image.values())
+    triples = self_labels.self_labeled_regions(out)  # images read back from their files, masks from the RLE
+    assert {image_id: len(reg) for image_id, _, reg in triples} == per_image
     by_id = {r["id"]: r for r in records}
-    for image, regions in pairs:
-        image_id = str(regions.ids[0]).rsplit("_", 1)[0]
+    for image_id, image, regions in triples:
         np.testing.assert_array_equal(image, sdp["arrays"][image_id])
         for rid, mask, caption in zip(regions.ids, regions.masks, regions.captions):
             np.testing.assert_array_equal(mask, decode_rle([by_id[rid]["mask"]])[0])
             assert caption == by_id[rid]["caption"]
 
     read = []
-    real = tasks.self_labeled_regions
-    monkeypatch.setattr(tasks, "self_labeled_regions", lambda d: read.append(d) or (read.extend(real(d)) or read[1:]))
+    real = self_labels.self_labeled_regions
+    monkeypatch.setattr(self_labels, "self_labeled_regions",
+                        lambda d: read.append(d) or (read.extend(real(d)) or read[1:]))
     cfg = load_config(None, [f"task.self_labels={out}", "task.n_images=2", "task.n_val=1", "task.preset=tiny-dam",
                              "train.max_steps=2", "train.batch_size=2", "train.checkpoint_every=2",
                              f"run.storage={tmp_path / 'runs'}", "run.name=retrain"])
@@ -138,7 +138,7 @@ def test_coco_crowd_regions_are_never_objects(sdp, tmp_path):
     for mode in ("regionworld", "boxes"):
         worker, _ = _worker(base + ["--proposals", mode])
         recs = worker.describe("1")
-        assert [r["class_name"] for r in recs] == ["circle"], mode
+        assert [r.class_name for r in recs] == ["circle"], mode
     worker, _ = _worker(base + ["--stage", "keywords", "--vlm-url", "http://127.0.0.1:9/v1", "--vlm-model", "none"])
 
     class Echo:
@@ -146,7 +146,7 @@ def test_coco_crowd_regions_are_never_objects(sdp, tmp_path):
             return ["a detailed thing"] * len(prompts)
 
     worker.vlm = Echo()
-    assert [r["keyword"] for r in worker.keywords("1")] == ["circle"]
+    assert [r.keyword for r in worker.keywords("1")] == ["circle"]
     from regionlib.selflabel.stage2 import drop_inside_crowd
 
     inside, outside = _box_mask(shape, 120, 120, 200, 200), _box_mask(shape, 0, 0, 90, 90)
@@ -166,8 +166,8 @@ def test_at_most_two_instances_per_image_of_different_classes(sdp, tmp_path):
             "--candidates", "1", "--min-predicted-iou", "0", "--proposals", "boxes", "--sam-checkpoint", str(sdp["sam"]),
             "--out", str(tmp_path / "o")]
     recs = _worker(argv)[0].describe("1")
-    assert sorted(r["class_name"] for r in recs) == ["circle", "square"]
-    assert all("predicted_iou" in r["scores"] and "detector" not in r["scores"] for r in recs)
+    assert sorted(r.class_name for r in recs) == ["circle", "square"]
+    assert all("predicted_iou" in r.scores and "detector" not in r.scores for r in recs)
     assert len(_worker(argv + ["--max-per-image", "1"])[0].describe("1")) == 1
 
 
@@ -180,13 +180,13 @@ def test_each_filter_drops_what_falls_below_it(sdp, tmp_path, confidence):
              "similarity": "--min-similarity"}
     argv = _argv(sdp, tmp_path / "o", "--candidates", "1", "--max-per-image", "100", "--min-detector", "0")
     worker, _ = _worker(argv)
-    everything = {r["id"]: r for i in ("photo0", "photo1", "photo2") for r in worker.describe(i)}
-    values = sorted({r["scores"][confidence] for r in everything.values()})
+    everything = {r.id: r for i in ("photo0", "photo1", "photo2") for r in worker.describe(i)}
+    values = sorted({r.scores[confidence] for r in everything.values()})
     assert len(values) >= 2, "need two distinct values to place a threshold"
     cut = (values[0] + values[1]) / 2
     worker, _ = _worker(argv + [flags[confidence], repr(cut)])
-    kept = {r["id"] for i in ("photo0", "photo1", "photo2") for r in worker.describe(i)}
-    assert kept == {k for k, r in everything.items() if r["scores"][confidence] > cut}
+    kept = {r.id for i in ("photo0", "photo1", "photo2") for r in worker.describe(i)}
+    assert kept == {k for k, r in everything.items() if r.scores[confidence] > cut}
     assert len(kept) < len(everything)
 
 
