@@ -12,18 +12,24 @@ and checks everything before any work starts (Ray, training, a model):
 * every value is checked against the field's annotation: ``int`` refuses ``2.5``, ``"2"`` and ``True``;
   ``float`` takes ints and refuses NaN / infinity / words; ``bool`` takes only true / false; ``X | None``,
   ``Literal[...]``, ``tuple[X, ...]``, ``list[X]``, ``dict[str, X]`` and nested dataclasses recurse;
-* ranges and choices are declared on the field (`setting`: ``min``, ``max``, ``gt``, ``choices``) and
-  checked in ``__post_init__``, so a dataclass built directly in Python is held to the same rules.
+* ranges and choices are declared on the field (`setting`: ``min``, ``max``, ``gt``, ``choices`` — of
+  each item of a list —, ``exists``: an existing file or directory) and checked in ``__post_init__``, so a
+  dataclass built directly in Python is held to the same rules.
 
 ``--set`` values are parsed as YAML (``train.batch_size=8``, ``task.overrides.lm__path=/ckpt/llm``,
 ``task.sources=[{reader: regionworld}]``); a list item is addressed by its index
 (``task.sources.0.path=/data/stage2``). A `Settings` class may start from named defaults
 (`Settings.named_defaults`: a recipe's ``name`` selects the recipe's values). `to_dict` is the JSON form
 saved with checkpoints; `describe` lists every setting with its default for ``--help``.
+
+A job whose command line is argparse declares one option per setting with `add_options` (its help: the
+setting's type, default and range) and builds its settings from the parsed namespace with `from_args`; a
+wrong value is then a `ConfigError` naming the option (``--concurrency: must be >= 1, got 0``).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import math
@@ -34,17 +40,22 @@ from typing import Any, Literal, Mapping, Sequence, TypeVar, Union
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "setting", "build", "from_mapping", "load_yaml", "apply_sets", "to_dict", "describe"]
+__all__ = ["Settings", "setting", "build", "from_mapping", "load_yaml", "apply_sets", "to_dict", "describe",
+           "add_options", "from_args"]
 
 T = TypeVar("T", bound="Settings")
 _MISSING = dataclasses.MISSING
 
 
 def setting(default: Any = _MISSING, *, min: float | None = None, max: float | None = None, gt: float | None = None,
-            choices: Sequence | None = None, help: str = "") -> Any:
-    """A dataclass field with its range (``min`` <= v <= ``max``, v > ``gt``), ``choices`` and ``help``;
-    a list or dict default is copied per instance."""
-    meta = {"min": min, "max": max, "gt": gt, "choices": None if choices is None else tuple(choices), "help": help}
+            choices: Sequence | None = None, exists: Literal["file", "dir"] | None = None, help: str = "") -> Any:
+    """A dataclass field with its range (``min`` <= v <= ``max``, v > ``gt``), ``choices`` (of each item of a
+    list), ``exists`` (the path names an existing file / directory) and ``help``; a list or dict default is
+    copied per instance; no default: a required setting."""
+    if exists not in (None, "file", "dir"):
+        raise TypeError(f"exists must be 'file', 'dir' or None, not {exists!r}")
+    meta = {"min": min, "max": max, "gt": gt, "choices": None if choices is None else tuple(choices),
+            "exists": exists, "help": help}
     if isinstance(default, (list, dict)):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
@@ -153,9 +164,19 @@ def _check_range(value: Any, f: dataclasses.Field, owner: str) -> None:
     if value is None or not meta:
         return
     where = f"{owner}.{f.name}"
-    if meta.get("choices") is not None and value not in meta["choices"]:
-        raise ConfigError(f"{where}: must be one of {list(meta['choices'])}, got {value!r}"
-                          f"{_suggest(value, meta['choices'])}")
+    choices = meta.get("choices")
+    if choices is not None:
+        items = enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]
+        for i, item in items:
+            if item not in choices:
+                raise ConfigError(f"{where if i is None else f'{where}.{i}'}: must be one of {list(choices)}, "
+                                  f"got {item!r}{_suggest(item, choices)}")
+    exists = meta.get("exists")
+    path = Path(value) if exists else None
+    if path and not (path.is_dir() if exists == "dir" else path.is_file()):
+        found = "does not exist" if not path.exists() else "is a directory, not a file" if path.is_dir() else \
+            f"is not a {'directory' if exists == 'dir' else 'regular file'}"
+        raise ConfigError(f"{where}: {value} {found}")
     for key, ok, word in (("min", lambda v, b: v >= b, ">="), ("max", lambda v, b: v <= b, "<="),
                           ("gt", lambda v, b: v > b, ">")):
         bound = meta.get(key)
@@ -283,6 +304,22 @@ def to_dict(obj: Settings) -> dict:
     return plain(dataclasses.asdict(obj))
 
 
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not _MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not _MISSING else "(required)"
+
+
+def _kind(f: dataclasses.Field, tp) -> str:
+    """``type; range, choices`` of a field, as `describe` and `add_options` show it."""
+    extra = [f"{k} {f.metadata[k]}" for k in ("min", "gt", "max") if f.metadata.get(k) is not None]
+    if f.metadata.get("choices"):
+        extra.append("one of " + "/".join(map(str, f.metadata["choices"])))
+    if f.metadata.get("exists"):
+        extra.append(f"an existing {'directory' if f.metadata['exists'] == 'dir' else 'file'}")
+    return _type_name(tp) + ("; " + ", ".join(extra) if extra else "")
+
+
 def describe(cls: type, prefix: str = "") -> str:
     """Every setting of ``cls`` (sections recursed) with its type, default, range and help: ``--help``'s epilog."""
     lines, hints = [], _hints(cls)
@@ -291,12 +328,79 @@ def describe(cls: type, prefix: str = "") -> str:
         if dataclasses.is_dataclass(tp):
             lines.append(describe(tp, f"{prefix}{f.name}."))
             continue
-        default = f.default if f.default is not _MISSING else (
-            f.default_factory() if f.default_factory is not _MISSING else "(required)")
-        extra = [f"{k} {f.metadata[k]}" for k in ("min", "gt", "max") if f.metadata.get(k) is not None]
-        if f.metadata.get("choices"):
-            extra.append("one of " + "/".join(map(str, f.metadata["choices"])))
         help_ = f.metadata.get("help", "")
-        lines.append(f"  {prefix}{f.name} = {default!r}  [{_type_name(tp)}{'; ' + ', '.join(extra) if extra else ''}]"
-                     + (f"  {help_}" if help_ else ""))
+        lines.append(f"  {prefix}{f.name} = {_default(f)!r}  [{_kind(f, tp)}]" + (f"  {help_}" if help_ else ""))
     return "\n".join(lines)
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """An option ``--a-name`` on ``parser`` for each setting ``a_name`` of the flat settings class ``cls``,
+    its help the setting's help, type, range and default. A setting without a default is a required
+    option; a bool one is ``--name`` / ``--no-name``; a list one takes values separated by spaces or
+    commas. An option not given stays out of the namespace: `from_args` takes the default."""
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            raise TypeError(f"add_options: {cls.__name__}.{f.name} is a section; options are flat")
+        required = f.default is _MISSING and f.default_factory is _MISSING
+        facts = f"[{_kind(f, tp)}; {'required' if required else f'default {_default(f)!r}'}]"
+        help_ = f"{f.metadata.get('help', '')} {facts}".strip().replace("%", "%%")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "required": required, "help": help_}
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            if typing.get_origin(_optional(tp)) in (tuple, list):
+                kwargs["nargs"] = "+"
+            kwargs["metavar"] = {"file": "FILE", "dir": "DIR"}.get(f.metadata.get("exists")) or \
+                {int: "N", float: "X"}.get(_optional(tp)) or f.name.upper()
+        parser.add_argument(_option(f.name), **kwargs)
+
+
+def _optional(tp):
+    """``X`` of ``X | None``; other annotations unchanged."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if typing.get_origin(tp) in (Union, types.UnionType) and len(args) == 1 else tp
+
+
+def _from_text(text: str, tp) -> Any:
+    """Option text as annotation ``tp`` takes it: a string kept as given, anything else read as YAML (what
+    YAML cannot read stays text, for the type check to refuse)."""
+    import yaml
+
+    if _optional(tp) is str:
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def from_args(cls: type[T], args: argparse.Namespace, defaults: Mapping | None = None) -> T:
+    """``cls`` from the options `add_options` declared, parsed into ``args``, over ``defaults`` (values of
+    settings whose option was not given, e.g. a preset's); a wrong value is a `ConfigError` naming its option."""
+    hints, given = _hints(cls), vars(args)
+    data = dict(defaults or {})
+    for f in dataclasses.fields(cls):
+        if f.name not in given:
+            continue
+        value, tp = given[f.name], _optional(hints[f.name])
+        if typing.get_origin(tp) in (tuple, list):  # nargs="+": each argument split at commas
+            item = (typing.get_args(tp) or (Any,))[0]
+            value = [_from_text(v.strip(), item) for text in value for v in text.split(",") if v.strip()]
+        elif isinstance(value, str):  # not a --flag / --no-flag bool
+            value = _from_text(value, tp)
+        data[f.name] = value
+    try:
+        return from_mapping(cls, data)
+    except ConfigError as exc:  # "JobSettings.max_tokens: ..." -> "--max-tokens: ..."
+        message = str(exc)
+        for f in dataclasses.fields(cls):
+            own = f"{cls.__name__}.{f.name}"
+            if message.startswith(own) and message[len(own):len(own) + 1] in (":", "."):
+                raise ConfigError(_option(f.name) + message[len(own):]) from None
+        raise

@@ -51,6 +51,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import config
+from .config import add_options, from_args, setting
 from .errors import ConfigError, DataFormatError
 
 if TYPE_CHECKING:
@@ -75,25 +77,36 @@ SELF_LABEL_ARMS = (("labeled-only", "labeled split only"),
 
 
 @dataclass(frozen=True)
-class Settings:
-    seeds: tuple[int, ...] = (0, 1, 2)
-    image_size: int = 512
-    n_train: int = 2000
-    n_test: int = 100
-    n_small: int = 150  # Tab. 9's labeled split: the first n_small train images
-    n_unlabeled: int = 300  # Tab. 9's unlabeled pool
-    steps: int = 300
-    self_label_steps: int = 150
-    candidates: int = 1  # self-labeling: descriptions per region re-ranked by class name (1: greedy)
-    batch_size: int = 16
-    lr: float = 1e-3
-    new_lr: float = 3.0  # lr factor of the parts the base lacks (mask embedding, adapters)
-    gate_lr: float = 20.0  # lr factor of the adapters' gates (gamma, beta)
-    max_new_tokens: int = 32
-    parallel: int = 2
-    world_seed: int = 0
-    base: str = "regionworld"
-    n_boot: int = 2000
+class Settings(config.Settings):
+    """The job's budget and data (``--help`` lists them; ``--quick`` / ``--study`` start from `QUICK` / `STUDY`)."""
+
+    seeds: tuple[int, ...] = setting((0, 1, 2), help="training seeds, comma-separated (at least one)")
+    image_size: int = setting(512, min=64, help="RegionWorld's image side (px)")
+    n_train: int = setting(2000, min=1, help="train images")
+    n_test: int = setting(100, min=1, help="test images")
+    n_small: int = setting(150, min=1, help="Tab. 9's labeled split: the first n_small train images")
+    n_unlabeled: int = setting(300, min=1, help="Tab. 9's unlabeled pool")
+    steps: int = setting(300, min=1)
+    self_label_steps: int = setting(150, min=1, help="steps of Tab. 9's models")
+    candidates: int = setting(1, min=1, help="self-labeling: descriptions per region re-ranked by class name "
+                                             "(1: greedy)")
+    batch_size: int = setting(16, min=1)
+    lr: float = setting(1e-3, gt=0)
+    new_lr: float = setting(3.0, gt=0, help="lr factor of the parts the base lacks (mask embedding, adapters)")
+    gate_lr: float = setting(20.0, gt=0, help="lr factor of the adapters' gates (gamma, beta)")
+    max_new_tokens: int = setting(32, min=1)
+    parallel: int = setting(2, min=1, help="training tasks at a time")
+    world_seed: int = setting(0, min=0)
+    base: str = setting("regionworld", help="pretrained base (the shipped 'regionworld'); 'none' for random init")
+    n_boot: int = setting(2000, min=1, help="bootstrap resamples of each verdict's CI")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.seeds or min(self.seeds) < 0:
+            raise ConfigError(f"{type(self).__name__}.seeds: at least one, none negative, got {self.seeds}")
+        if self.n_small > self.n_train:
+            raise ConfigError(f"n_small ({self.n_small}) is the first part of the train split: at most n_train "
+                              f"({self.n_train})")
 
 
 QUICK = Settings(seeds=(0,), image_size=256, n_train=12, n_test=4, n_small=6, n_unlabeled=6, steps=6,
@@ -344,16 +357,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("outputs/replication"))
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="CI-sized run (two seeds, tiny data, a few steps)")
+    size.add_argument("--quick", action="store_true", help="CI-sized run (one seed, tiny data, a few steps)")
     size.add_argument("--study", action="store_true", help="5 seeds, 3x the data and steps: hours on 2 cores")
-    for f in dataclasses.fields(Settings):
-        if f.name == "seeds":
-            p.add_argument("--seeds", default=None, help="comma-separated training seeds")
-        elif f.name == "base":
-            p.add_argument("--base", default=None, help="pretrained base (default: the shipped 'regionworld'); "
-                                                        "'none' for random init")
-        else:
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None)
+    add_options(p, Settings)
     p.add_argument("--vision-path", default=None, help="a transformers vision encoder (SigLIP / CLIP / ViT) for DAM")
     p.add_argument("--lm-path", default=None, help="a transformers causal LM for every captioner")
     p.add_argument("--sam-checkpoint", default=None, help="a SAM checkpoint for the SCA-style model")
@@ -364,18 +370,9 @@ def parse_args(argv=None):
 
 
 def settings_from(args) -> Settings:
+    """`Settings` from ``--quick`` / ``--study`` (else the defaults) and the options given."""
     start = QUICK if args.quick else STUDY if args.study else Settings()
-    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
-               if f.name != "seeds" and getattr(args, f.name) is not None}
-    if args.seeds:
-        changes["seeds"] = tuple(int(s) for s in args.seeds.split(","))
-    s = dataclasses.replace(start, **changes)
-    if not s.seeds or min(s.steps, s.self_label_steps, s.n_train, s.n_test, s.n_small, s.n_unlabeled, s.batch_size,
-                          s.parallel, s.n_boot) < 1:
-        raise ConfigError(f"settings must be positive with at least one seed, got {s}")
-    if s.n_small > s.n_train:
-        raise ConfigError(f"n_small ({s.n_small}) is the first part of the train split: at most n_train ({s.n_train})")
-    return s
+    return from_args(Settings, args, defaults=config.to_dict(start))
 
 
 def model_overrides(args) -> tuple[dict, dict]:

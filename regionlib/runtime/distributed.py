@@ -2,8 +2,8 @@
 
 `init_ray` connects to a cluster when an address is given (or ``RAY_ADDRESS`` is set, as
 under ``ray job submit``) and otherwise starts a local instance on the loopback interface:
-the node's address is 127.0.0.1 (Ray's own switch for single-machine instances), so the GCS,
-the raylet, the workers and the dashboard / runtime-env agents listen on 127.0.0.1 only; the
+the node's address is 127.0.0.1 (Ray's own switch for single-machine instances, `single_machine_ray`),
+so the GCS, the raylet, the workers and the dashboard / runtime-env agents listen on 127.0.0.1 only; the
 files Ray creates (the auth token, the session's logs and sockets) are private to the user and
 the session directory is not world-readable. Local start-up is made robust on a loaded machine:
 longer registration timeouts through Ray's settings, no dashboard unless asked for, and one
@@ -17,6 +17,7 @@ so no record is lost or duplicated; a rerun computes only missing shards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,29 +28,66 @@ import numpy as np
 
 from .shards import ShardedWriter, ShardSpec
 
-__all__ = ["init_ray", "run_shards", "LOOPBACK"]
+__all__ = ["init_ray", "run_shards", "single_machine_ray", "RayInternalsChanged", "RAY_CHECKED_ON", "LOOPBACK"]
 
 log = logging.getLogger(__name__)
 
 #: The address a local instance binds to.
 LOOPBACK = "127.0.0.1"
+#: The environment variable of Ray's single-machine switch (see `single_machine_ray`).
+ENV_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 #: A shard worker: ``work(spec, shard_path) -> number of records written`` (writes the file itself).
 ShardWork = Callable[[ShardSpec, str], int]
 
 
+#: The Ray release on which `single_machine_ray`'s private names were checked.
+RAY_CHECKED_ON = "2.60.0"
+
+
+class RayInternalsChanged(RuntimeError):
+    """A private Ray name regionlib patches is gone (a Ray release newer than `RAY_CHECKED_ON`)."""
+
+
+@contextlib.contextmanager
+def single_machine_ray():
+    """Ray's switch for single-machine instances (its default on macOS / Windows) on for the block: the
+    node's address is 127.0.0.1, so every Ray process started in the block binds to loopback.
+
+    Ray reads the switch at import, in the driver (the private ``ray._private.ray_constants.ENABLE_RAY_CLUSTER``)
+    and in each process it starts (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``, inherited); both are restored
+    afterwards (a later connection to a cluster must not advertise 127.0.0.1). Raises `RayInternalsChanged`
+    if either name is gone (checked on Ray `RAY_CHECKED_ON`): Ray would listen on every interface.
+    """
+    import ray
+
+    try:
+        from ray._private import ray_constants
+    except ImportError:
+        ray_constants = None
+    if not isinstance(getattr(ray_constants, "ENABLE_RAY_CLUSTER", None), bool) or \
+            getattr(ray_constants, "ENABLE_RAY_CLUSTERS_ENV_VAR", None) != ENV_SWITCH:
+        raise RayInternalsChanged(
+            f"ray._private.ray_constants.ENABLE_RAY_CLUSTER (read from ${ENV_SWITCH}) is absent in Ray "
+            f"{ray.__version__} (regionlib checked it on Ray {RAY_CHECKED_ON}): a local Ray would listen on every "
+            f"interface, so none is started. Use ray=={RAY_CHECKED_ON}, or find Ray's new switch and update "
+            "regionlib.runtime.distributed.single_machine_ray")
+    saved, saved_flag = os.environ.get(ENV_SWITCH), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[ENV_SWITCH] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved is None:
+            os.environ.pop(ENV_SWITCH, None)
+        else:
+            os.environ[ENV_SWITCH] = saved
+
+
 def _start_local(num_cpus: int | None, dashboard: bool, timeout_s: float) -> None:
     import ray
-    from ray._private import ray_constants
 
-    # Ray's switch for single-machine instances (its default on macOS / Windows): the node's address
-    # is 127.0.0.1, so every Ray process binds to loopback. Ray reads it at import, in the driver (the
-    # module constant) and in each process it starts (the environment, inherited). The driver's own
-    # state is restored afterwards: a later connection to a cluster must not advertise 127.0.0.1.
-    saved = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
-    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
     umask = os.umask(0o077)  # Ray's processes and the files they create (auth token, logs): user-only
     try:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host=LOOPBACK,
@@ -58,11 +96,6 @@ def _start_local(num_cpus: int | None, dashboard: bool, timeout_s: float) -> Non
                                  "gcs_server_request_timeout_seconds": int(timeout_s)})
     finally:
         os.umask(umask)
-        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
-        if saved is None:
-            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
-        else:
-            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = saved
     session = Path(ray._private.worker._global_node.get_session_dir_path())
     session.chmod(0o700)  # Ray makes its directories world-writable; the session's need not be
     token = Path.home() / ".ray" / "auth_token"
@@ -93,23 +126,24 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, dashboa
         ray.init(address=address)
         return ray
     # local workers inherit the environment: make this checkout's `regionlib` importable there
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = str(Path(__file__).resolve().parents[2])
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     if root not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *[p for p in paths if p]])
-    try:
-        _start_local(num_cpus, dashboard, timeout_s)
-    except Exception as first:  # Ray raises bare Exception / RuntimeError / ConnectionError here
-        log.warning("local Ray did not start (%s: %s); retrying once", type(first).__name__, first)
-        ray.shutdown()
+    with single_machine_ray():
         try:
             _start_local(num_cpus, dashboard, timeout_s)
-        except Exception as second:
+        except Exception as first:  # Ray raises bare Exception / RuntimeError / ConnectionError here
+            log.warning("local Ray did not start (%s: %s); retrying once", type(first).__name__, first)
             ray.shutdown()
-            raise RuntimeError(
-                f"local Ray did not start twice (first: {type(first).__name__}: {first}; then: "
-                f"{type(second).__name__}: {second}). On a loaded machine give it more time (timeout_s) or fewer "
-                "CPUs to compete with; `ray start --head` beforehand and RAY_ADDRESS also work") from second
+            try:
+                _start_local(num_cpus, dashboard, timeout_s)
+            except Exception as second:
+                ray.shutdown()
+                raise RuntimeError(
+                    f"local Ray did not start twice (first: {type(first).__name__}: {first}; then: "
+                    f"{type(second).__name__}: {second}). On a loaded machine give it more time (timeout_s) or "
+                    "fewer CPUs to compete with; `ray start --head` beforehand and RAY_ADDRESS also work") from second
     return ray
 
 

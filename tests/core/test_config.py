@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from regionlib.config import Settings, apply_sets, build, describe, from_mapping, load_yaml, setting, to_dict
+from regionlib.config import (Settings, add_options, apply_sets, build, describe, from_args, from_mapping, load_yaml,
+                              setting, to_dict)
 from regionlib.errors import ConfigError
 from regionlib.training.config import TrainJob, load_config
 
@@ -149,3 +151,68 @@ def test_the_train_job_stops_before_ray_starts(monkeypatch):
     with pytest.raises(ConfigError, match="did you mean 'max_steps'"):
         job.main(["--set", "train.max_step=2"])
     assert not started
+
+
+@dataclass(frozen=True)
+class Job(Settings):
+    path: str = setting(exists="file", help="an input file")
+    count: int = setting(2, min=1, help="100% of them")
+    rate: float | None = setting(None, gt=0)
+    names: tuple[str, ...] = setting(("a",), choices=("a", "b"))
+    flag: bool = False
+    word: str = "x"
+
+
+def job_options(argv, defaults=None) -> Job:
+    parser = argparse.ArgumentParser()
+    add_options(parser, Job)
+    return from_args(Job, parser.parse_args(argv), defaults=defaults)
+
+
+def test_argparse_options_of_a_settings_class(tmp_path, capsys):
+    """One option per setting, read by the setting's type (a string kept as written: ``--word 1.0`` is not a
+    number), lists by spaces or commas, bools as --flag / --no-flag; options not given take ``defaults`` (a
+    preset), then the class defaults; ``--help`` shows each setting's range and default."""
+    f = tmp_path / "in.json"
+    f.write_text("{}")
+    job = job_options(["--path", str(f), "--count", "3", "--rate", "1e-3", "--names", "a,b", "b", "--flag",
+                       "--word", "1.0"])
+    assert job == Job(path=str(f), count=3, rate=1e-3, names=("a", "b", "b"), flag=True, word="1.0")
+    preset = job_options(["--path", str(f), "--no-flag"], defaults={"count": 5, "flag": True})
+    assert (preset.count, preset.flag, preset.names) == (5, False, ("a",))
+    with pytest.raises(SystemExit):
+        job_options(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--count N 100% of them [int; min 1; default 2]" in text
+    assert "--path FILE an input file [str; an existing file; required]" in text
+    with pytest.raises(SystemExit):  # a required option: argparse's refusal
+        job_options(["--count", "3"])
+    with pytest.raises(TypeError, match="section"):
+        add_options(argparse.ArgumentParser(), Outer)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--count", "0"], "--count: must be >= 1, got 0"),
+    (["--count", "2.5"], "--count: expected an integer, got 2.5"),
+    (["--count", "many"], "--count: expected an integer, got 'many'"),
+    (["--rate", "0"], "--rate: must be > 0, got 0.0"),
+    (["--rate", "[1"], "--rate: expected a finite number, got '[1'"),
+    (["--names", "a,c"], "--names.1: must be one of ['a', 'b'], got 'c'"),
+])
+def test_a_wrong_option_is_a_config_error_naming_the_option(tmp_path, argv, message):
+    """Bug caught: argparse's ``type=int`` accepting ``--count 0`` (or a job's own check naming no option)."""
+    (tmp_path / "in.json").write_text("{}")
+    with pytest.raises(ConfigError) as info:
+        job_options(["--path", str(tmp_path / "in.json"), *argv])
+    assert str(info.value).startswith(message)
+
+
+def test_input_paths_are_checked_when_the_settings_are_made(tmp_path):
+    """Bugs caught: a missing input file, or a directory where a file belongs, found only when the job reads
+    it (after Ray started); a path check on the class holds for a dataclass built in Python too."""
+    with pytest.raises(ConfigError, match="--path: .*missing.json does not exist"):
+        job_options(["--path", str(tmp_path / "missing.json")])
+    with pytest.raises(ConfigError, match="Job.path: .* is a directory, not a file"):
+        Job(path=str(tmp_path))
+    with pytest.raises(TypeError, match="exists"):
+        setting(None, exists="folder")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from regionlib.errors import DataFormatError, RegionLibError
+from regionlib.errors import ConfigError, DataFormatError, RegionLibError
 from regionlib.evaluation import evaluate, load_predictions, load_references
 from regionlib.evaluation.__main__ import main
 from regionlib.evaluation.judges import RuleJudge
@@ -40,6 +40,36 @@ def test_cli_runs_dlc_bench_with_the_rule_judge_and_resumes_from_its_cache(tmp_p
     assert first["corpus"]["DLC-Bench Pos"] == 1.0 and first["corpus"]["DLC-Bench Neg"] == 1.0
     assert first["counts"]["DLC-Bench regions"] == len(regions.ids)
     assert main(args)["corpus"] == first["corpus"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--metrics", "CIDEr", "BLEU-5"], "--metrics.1: must be one of"),
+    (["--metrics", "CIDEr", "--backend", "refernce"], "did you mean 'reference'?"),
+    (["--metrics", "CLAIR", "--concurrency", "0"], "--concurrency: must be >= 1, got 0"),
+    (["--metrics", "CLAIR", "--judge", "rule"], "--judge rule needs --rule-vocabulary"),
+    (["--metrics", "DLC-Bench", "--judge", "rule", "--rule-vocabulary", "{p}"], "DLC-Bench needs --dlc-questions"),
+    (["--metrics", "DLC-Bench", "--dlc-questions", "{d}"], "--dlc-questions: {d} is a directory, not a file"),
+    (["--references", "{d}/refs.json"], "--references: {d}/refs.json does not exist"),
+])
+def test_cli_refuses_a_wrong_setting_before_reading_anything(tmp_path, monkeypatch, argv, message):
+    """Bugs caught: a missing ``--rule-vocabulary`` / ``--dlc-questions`` or a missing references file found
+    after the predictions were read (``SystemExit`` with no type), ``--concurrency 0`` reaching the judge."""
+    from regionlib.evaluation import __main__ as cli
+
+    read = []
+    monkeypatch.setattr(cli, "load_predictions", lambda path: read.append(path))
+    (tmp_path / "preds.json").write_text(json.dumps({"1": "a red ball"}))
+    fill = {"{p}": str(tmp_path / "preds.json"), "{d}": str(tmp_path)}
+
+    def filled(text):
+        for key, value in fill.items():
+            text = text.replace(key, value)
+        return text
+
+    with pytest.raises(ConfigError) as info:
+        main(["--predictions", fill["{p}"], "--out", str(tmp_path / "out"), *map(filled, argv)])
+    assert filled(message) in str(info.value)
+    assert not read and not (tmp_path / "out").exists()
 
 
 def test_evaluate_text_metrics_and_judged_metrics(tmp_path):

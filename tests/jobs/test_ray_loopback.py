@@ -89,3 +89,59 @@ def test_local_start_is_retried_once_then_fails_with_a_clear_message(monkeypatch
     assert attempts[0]["_system_config"]["agent_register_timeout_ms"] == 300_000
     assert "log_to_driver" not in attempts[0] or attempts[0]["log_to_driver"]
     assert os.umask(umask) == umask and "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ  # all restored
+
+
+def test_single_machine_ray_sets_rays_switch_for_the_block_and_restores_it(monkeypatch):
+    """Bug caught: the driver left advertising 127.0.0.1 (the private constant or the environment not restored,
+    e.g. after a failed start), so a later connection to a cluster breaks."""
+    from ray._private import ray_constants
+
+    from regionlib.runtime.distributed import ENV_SWITCH, single_machine_ray
+
+    monkeypatch.setenv(ENV_SWITCH, "1")
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    with pytest.raises(KeyError):
+        with single_machine_ray():
+            assert ray_constants.ENABLE_RAY_CLUSTER is False and os.environ[ENV_SWITCH] == "0"
+            raise KeyError("a failed start")
+    assert ray_constants.ENABLE_RAY_CLUSTER is before and os.environ[ENV_SWITCH] == "1"
+
+
+def test_a_ray_without_the_private_switch_is_refused_loudly_and_not_started(monkeypatch):
+    """Bug caught: a Ray release that renamed ``ray_constants.ENABLE_RAY_CLUSTER``: setting it would only add an
+    attribute Ray never reads, and the local instance would silently listen on every interface."""
+    import ray
+    from ray._private import ray_constants
+
+    from regionlib.runtime import distributed
+
+    started = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: started.append(kwargs))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv(distributed.ENV_SWITCH, raising=False)
+    monkeypatch.delattr(ray_constants, "ENABLE_RAY_CLUSTER")
+    with pytest.raises(distributed.RayInternalsChanged, match=f"checked it on Ray {distributed.RAY_CHECKED_ON}"):
+        distributed.init_ray(num_cpus=1)
+    assert not started and distributed.ENV_SWITCH not in os.environ
+
+
+def test_local_workers_can_import_this_checkout(monkeypatch):
+    """Bug caught: since distributed.py moved to regionlib/runtime/, init_ray put regionlib/ (not the checkout)
+    on the workers' PYTHONPATH: a job run without PYTHONPATH had every actor die with "No module named
+    'regionlib'"."""
+    import ray
+
+    from regionlib.runtime import distributed
+
+    def fail(**kwargs):
+        raise Exception("not started here")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", fail)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    with pytest.raises(RuntimeError, match="not started here"):
+        distributed.init_ray(num_cpus=1)
+    assert os.environ["PYTHONPATH"].split(os.pathsep)[0] == str(REPO)
