@@ -331,7 +331,9 @@ def test_lora_uses_peft_default_targets(src, name, targets):
     lora = [n for n, p in model.named_parameters() if "lora_" in n and p.requires_grad]
     assert lora and all(any(t in n for t in targets) for n in lora)
     head = model.lm_head
-    head.loss(torch.randn(2, 3, head.width), ["a red circle", "the striped green triangle"]).backward()
+    out, labels = head.teacher_forced(head.contexts(torch.randn(2, 3, head.width)), None,
+                                      ["a red circle", "the striped green triangle"])
+    head.token_loss(out.logits, labels).backward()
     grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
     assert all(p.grad is None for n, p in head.lm.named_parameters() if "lora_" not in n)  # base weights frozen
