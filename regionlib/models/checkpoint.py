@@ -168,6 +168,46 @@ def read_safetensors_header(path: str | Path) -> dict[str, tuple[str, tuple[int,
         raise CheckpointError(f"{str(path)!r}: not a readable safetensors file ({type(exc).__name__}: {exc})") from exc
 
 
+def read_auto_config(path: str, owner: str):
+    """transformers' ``AutoConfig`` of ``path``; no readable ``config.json`` is a `CheckpointError` naming
+    ``owner`` (e.g. ``"LMConfig.path"``)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{owner} {path!r}: no readable transformers config.json ({exc})") from exc
+
+
+def load_base(model_cls, path: str, owner: str, what: str, *, ignore_unexpected=lambda key: False,
+              **kwargs) -> nn.Module:
+    """``model_cls.from_pretrained(path, **kwargs)`` in float32, recorded as the base its frozen weights can be
+    re-read from (``save_pretrained(trainable_only=True)``). Weights that do not load, or a missing, unexpected
+    (unless ``ignore_unexpected(key)``) or mis-shaped weight: a `CheckpointError` naming ``owner`` and ``what``
+    (e.g. ``"LMConfig.path"``, ``"the causal LM's"``); a truncated or corrupt ``*.safetensors`` there too."""
+    for weights in sorted(Path(path).glob("*.safetensors")):  # transformers would raise a bare SafetensorError
+        read_safetensors_header(weights)
+    try:
+        model, info = model_cls.from_pretrained(path, output_loading_info=True, dtype=torch.float32, **kwargs)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{owner} {path!r}: {what} weights do not load ({exc})") from exc
+    unexpected = sorted(k for k in info.get("unexpected_keys") or () if not ignore_unexpected(k))
+    problems = []
+    if info.get("missing_keys"):
+        problems.append(f"missing weights (would be random) {sorted(info['missing_keys'])}")
+    if unexpected:
+        problems.append(f"unexpected weights {unexpected}")
+    if info.get("mismatched_keys"):
+        problems.append(f"mismatched shapes {sorted(map(str, info['mismatched_keys']))}")
+    if info.get("error_msgs"):
+        problems.append(f"errors {list(info['error_msgs'])}")
+    if problems:
+        raise CheckpointError(f"{owner} {path!r} ({type(model).__name__}): " + "; ".join(problems))
+    model._regionlib_base = str(path)  # frozen weights can be re-read from here
+    model._regionlib_base_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return model
+
+
 class RegionModel(nn.Module, ABC):
     """Base of regionlib's models: ``config`` (a dataclass), ``lm_head``, checkpoints, parameter report,
     and the interface of `regionlib.models.interface` (the abstract methods below).

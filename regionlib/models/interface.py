@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .lm_head import LMHead
 
 __all__ = ["ImageState", "RegionOutput", "Captioner", "PromptSegmenter", "Selector", "VideoDescriber",
-           "EmbeddingCacheable", "collate_batches", "check_regions", "target_loss"]
+           "EmbeddingCacheable", "collate_batches", "check_regions"]
 
 
 @dataclass
@@ -79,19 +79,6 @@ class RegionOutput:
     prefix: torch.Tensor | None = None
     low_res_masks: torch.Tensor | None = None
     iou: torch.Tensor | None = None
-
-
-def target_loss(lm_head, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float | None,
-                reduction: str) -> torch.Tensor:
-    """`LMHead.token_loss` (``"mean"``) or the same cross-entropy summed over the target tokens (``"sum"``)."""
-    if reduction == "mean":
-        return lm_head.token_loss(logits, labels, label_smoothing)
-    if reduction != "sum":
-        raise RegionLibError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    ls = lm_head.label_smoothing if label_smoothing is None else label_smoothing
-    pred = logits[:, :-1]
-    return torch.nn.functional.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), labels[:, 1:].reshape(-1),
-                                             ignore_index=-100, label_smoothing=ls, reduction="sum")
 
 
 def check_regions(state: ImageState, regions: Regions, *, need_masks: bool = False) -> None:
@@ -158,7 +145,7 @@ class Captioner(ABC):
             raise RegionLibError("batch has no targets: build it from Regions with captions to compute a loss")
         embeds, mask = self.contexts(batch)
         out, labels = self.lm_head.teacher_forced(embeds, mask, targets)
-        return RegionOutput(loss=target_loss(self.lm_head, out.logits, labels, label_smoothing, reduction),
+        return RegionOutput(loss=self.lm_head.token_loss(out.logits, labels, label_smoothing, reduction),
                             logits=out.logits)
 
     def n_targets(self, batch: dict) -> int:
@@ -168,21 +155,20 @@ class Captioner(ABC):
     @torch.no_grad()
     def generate(self, batch: dict, **kwargs) -> list[str]:
         """Captions of the B regions (greedy by default; kwargs as `LMHead.generate_ids`)."""
-        embeds, mask = self.contexts(batch)
-        return [self.lm_head.decode(ids) for ids in self.lm_head.generate_ids(embeds, mask, **kwargs)]
+        return self.lm_head.generate(*self.contexts(batch), **kwargs)
 
     @torch.no_grad()
     def score(self, batch: dict, texts: Sequence[str]) -> torch.Tensor:
         """``(B,)`` mean log-probability per token (eos included) of ``texts[i]`` given region i."""
         embeds, mask = self.contexts(batch)
-        return self.lm_head.mean_log_prob_contexts(embeds, list(texts), mask)
+        return self.lm_head.mean_log_prob(embeds, list(texts), mask)
 
     @torch.no_grad()
     def describe(self, batch: dict, **kwargs) -> tuple[list[str], torch.Tensor]:
         """`generate` and the `score` of the generated captions, on one context per region."""
         embeds, mask = self.contexts(batch)
-        captions = [self.lm_head.decode(ids) for ids in self.lm_head.generate_ids(embeds, mask, **kwargs)]
-        return captions, self.lm_head.mean_log_prob_contexts(embeds, captions, mask)
+        captions = self.lm_head.generate(embeds, mask, **kwargs)
+        return captions, self.lm_head.mean_log_prob(embeds, captions, mask)
 
 
 @runtime_checkable

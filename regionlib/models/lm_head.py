@@ -4,9 +4,13 @@ Any transformers causal LM (GPT-2, Llama, ...) reads a context built from a *tem
 with one ``{visual}`` slot, e.g. ``"{visual} Describe the masked region in detail."`` (DAM,
 seed 003 App. H.2: image tokens before the text) or ``"USER: {visual}\\nDescribe... ASSISTANT:"``.
 The visual prefix ``(B, P, D)`` (already in the LM width ``D``) fills the slot; the text parts
-are embedded with the LM's own input embeddings. Richer contexts (RAS, grounded captioning)
-are assembled from *parts* — strings and ``(n, D)`` tensors — with `LMHead.context` (a whole
-context) or `LMHead.sequence` (a fragment).
+are embedded with the LM's own input embeddings (`LMHead.contexts`). Richer contexts (RAS, grounded
+captioning) are assembled from *parts* — strings and ``(n, D)`` tensors — with `LMHead.context`.
+
+Everything that runs the LM reads whole contexts ``(B, L, D)``, left-padded with a mask ``(B, L)``
+(`LMHead.pad_left`; None: no padding): `LMHead.teacher_forced` + `LMHead.token_loss` (training),
+`LMHead.mean_log_prob` (scores), `LMHead.generate` / `LMHead.generate_ids` (texts / token ids) and
+`LMHead.stream` (one context, piece by piece).
 
 Real LMs (``LMConfig.path``) load through ``AutoModelForCausalLM`` (float32, with
 ``output_loading_info``: a missing / unexpected / mismatched weight is a `CheckpointError`) with
@@ -25,7 +29,7 @@ word tokenizer) is a `CheckpointError`. Whole contexts follow the tokenizer's co
   config's eos ids (e.g. an end-of-turn token).
 
 `LMHead.context(parts)` builds one whole context from parts (strings and ``(n, D)`` tensors) by the
-same rules; `LMHead.sequence(parts)` embeds a fragment (no BOS, no chat template).
+same rules.
 
 LoRA (peft): ``lora_r > 0`` with empty ``lora_targets`` uses peft's default target modules for the
 LM's ``model_type`` (``c_attn`` for GPT-2, ``q_proj`` / ``v_proj`` for Llama, ...); an architecture
@@ -48,6 +52,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import CheckpointError, ConfigError, RegionLibError
+from .checkpoint import load_base, read_auto_config
 
 __all__ = ["LMConfig", "LMHead", "build_lm", "build_lm_head", "check_tokenizer", "default_lora_targets", "VISUAL_SLOT"]
 
@@ -66,7 +71,7 @@ class LMConfig:
         max_positions: context length of the random-init LM; dropout: its dropout probabilities.
         template: text with one ``{visual}`` slot (see module docstring).
         freeze: keep the LM's weights frozen (SCA's default).
-        label_smoothing: default label smoothing of `LMHead.loss` (SCA: 0.1).
+        label_smoothing: default label smoothing of `LMHead.token_loss` (SCA: 0.1).
         max_target_tokens: truncate targets to this many tokens (SCA: 20); None = no cap.
         lora_r / lora_alpha / lora_dropout / lora_targets: peft LoRA on ``lora_targets`` when r > 0
             (empty: peft's defaults for the LM's architecture).
@@ -129,44 +134,18 @@ def _check_lm_config(config: LMConfig) -> None:
         raise ConfigError(f"LMConfig.dropout must be in [0, 1), got {config.dropout}")
 
 
-def _loading_problems(info: dict) -> list[str]:
-    problems = []
-    if info.get("missing_keys"):
-        problems.append(f"missing weights (would be random) {sorted(info['missing_keys'])}")
-    if info.get("unexpected_keys"):
-        problems.append(f"unexpected weights {sorted(info['unexpected_keys'])}")
-    if info.get("mismatched_keys"):
-        problems.append(f"mismatched shapes {sorted(map(str, info['mismatched_keys']))}")
-    if info.get("error_msgs"):
-        problems.append(f"errors {list(info['error_msgs'])}")
-    return problems
-
-
 def _lm_from_path(path: str, *, load_weights: bool) -> nn.Module:
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    try:
-        cfg = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"LMConfig.path {path!r}: no readable transformers config.json ({exc})") from exc
+    from transformers import AutoModelForCausalLM
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+    cfg = read_auto_config(path, "LMConfig.path")
     if cfg.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise CheckpointError(f"LMConfig.path {path!r}: config.json names model_type {cfg.model_type!r} "
                               f"(architectures {getattr(cfg, 'architectures', None)}), which has no causal-LM class "
                               "in transformers (AutoModelForCausalLM); regionlib's LM head needs a causal LM")
     if not load_weights:
         return AutoModelForCausalLM.from_config(cfg)
-    try:
-        lm, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, dtype=torch.float32)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"LMConfig.path {path!r}: the causal LM's weights do not load ({exc})") from exc
-    problems = _loading_problems(info)
-    if problems:
-        raise CheckpointError(f"LMConfig.path {path!r} ({type(lm).__name__}): " + "; ".join(problems))
-    lm._regionlib_base = str(path)  # frozen weights can be re-read from here
-    lm._regionlib_base_shapes = {k: tuple(v.shape) for k, v in lm.state_dict().items()}
-    return lm
+    return load_base(AutoModelForCausalLM, path, "LMConfig.path", "the causal LM's")
 
 
 def build_lm(config: LMConfig, tokenizer, *, load_weights: bool = True) -> nn.Module:
@@ -331,23 +310,6 @@ class LMHead(nn.Module):
         ids = torch.as_tensor(ids, dtype=torch.long, device=self.device)
         return self.lm.get_input_embeddings()(ids)
 
-    def sequence(self, parts: Sequence) -> torch.Tensor:
-        """Concatenate text (``str``, embedded) and ``(n, D)`` tensors into one ``(L, D)`` sequence."""
-        dtype = self.lm.get_input_embeddings().weight.dtype
-        out = []
-        for i, part in enumerate(parts):
-            if isinstance(part, str):
-                if part:
-                    out.append(self.embed_ids(self.token_ids(part)))
-            elif isinstance(part, torch.Tensor) and part.ndim == 2 and part.shape[1] == self.width:
-                out.append(part)
-            else:
-                raise RegionLibError(f"parts[{i}] must be a str or an (n, {self.width}) tensor, got "
-                                     f"{getattr(part, 'shape', type(part).__name__)}")
-        if not out:
-            raise RegionLibError("parts must give a non-empty sequence")
-        return torch.cat([o.to(dtype) for o in out], dim=0)
-
     def contexts(self, prefix: torch.Tensor) -> torch.Tensor:
         """``prefix`` ``(B, P, D)`` placed in the template -> ``(B, L, D)`` context embeddings
         (BOS and chat template as `template_ids`)."""
@@ -481,31 +443,27 @@ class LMHead(nn.Module):
             return self.forward_embeds(embeds, attn, **kwargs), labels
         return self.forward_embeds(embeds, attn, logits_to_keep=width + 1, **kwargs), labels[:, -(width + 1):]
 
-    def token_loss(self, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float | None = None) -> torch.Tensor:
-        """Shifted cross-entropy (position t predicts token t + 1) over labels != -100."""
+    def token_loss(self, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float | None = None,
+                   reduction: str = "mean") -> torch.Tensor:
+        """Shifted cross-entropy (position t predicts token t + 1) of logits ``(B, T, V)`` over labels
+        ``(B, T)`` != -100 (as `teacher_forced` returns them): the mean over the target tokens, or their sum
+        (``reduction="sum"``). ``label_smoothing`` None: the head's own."""
+        if reduction not in ("mean", "sum"):
+            raise RegionLibError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         ls = self.label_smoothing if label_smoothing is None else label_smoothing
         pred = logits[:, :-1]
         return F.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100,
-                               label_smoothing=ls)
-
-    def loss(self, prefix: torch.Tensor, targets: Sequence[str], *, label_smoothing: float | None = None) -> torch.Tensor:
-        """Teacher-forced cross-entropy of ``targets`` (+ eos) given ``prefix`` ``(B, P, D)`` in the template."""
-        out, labels = self.teacher_forced(self.contexts(prefix), None, targets)
-        return self.token_loss(out.logits, labels, label_smoothing)
+                               label_smoothing=ls, reduction=reduction)
 
     @torch.no_grad()
-    def mean_log_prob(self, prefix: torch.Tensor, targets: Sequence[str]) -> torch.Tensor:
-        """Mean log-probability per token (eos included) of each target given its prefix -> ``(B,)``.
+    def mean_log_prob(self, contexts: torch.Tensor, targets: Sequence[str],
+                      context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean log-probability per token (eos included) of each target after its (left-padded) context
+        ``(B, L, D)`` -> ``(B,)``.
 
         The caption-confidence of DLC-SDP stage 2 (seed 003 App. H.1) and seed 001's
-        text-region score: ``(1/T) sum_t log p(y_t | y_<t, prefix)``.
+        text-region score: ``(1/T) sum_t log p(y_t | y_<t, context)``.
         """
-        return self.mean_log_prob_contexts(self.contexts(prefix), targets)
-
-    @torch.no_grad()
-    def mean_log_prob_contexts(self, contexts: torch.Tensor, targets: Sequence[str],
-                               context_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """`mean_log_prob` after whole (left-padded) contexts ``(B, L, D)`` -> ``(B,)``."""
         out, labels = self.teacher_forced(contexts, context_mask, targets)
         logp = out.logits[:, :-1].float().log_softmax(-1)
         tgt = labels[:, 1:]
@@ -553,13 +511,13 @@ class LMHead(nn.Module):
             result.append(row[: min(ends)] if ends else row)
         return result
 
-    def generate(self, prefix: torch.Tensor, **kwargs) -> list[str]:
-        """Captions for ``prefix`` ``(B, P, D)`` in the template; kwargs as `generate_ids`."""
-        return [self.decode(ids) for ids in self.generate_ids(self.contexts(prefix), **kwargs)]
+    def generate(self, contexts: torch.Tensor, context_mask: torch.Tensor | None = None, **kwargs) -> list[str]:
+        """Decoded `generate_ids` of left-padded ``contexts`` ``(B, L, D)``: one text per row."""
+        return [self.decode(ids) for ids in self.generate_ids(contexts, context_mask, **kwargs)]
 
     @torch.no_grad()
-    def stream_embeds(self, context: torch.Tensor, *, max_new_tokens: int = 40, do_sample: bool = False,
-                      temperature: float = 1.0, seed: int | None = None) -> Iterator[str]:
+    def stream(self, context: torch.Tensor, *, max_new_tokens: int = 40, do_sample: bool = False,
+               temperature: float = 1.0, seed: int | None = None) -> Iterator[str]:
         """Decode one context ``(1, L, D)`` token by token (KV cache), yielding each new piece of text.
 
         The pieces concatenate to the decoded text of the greedy (or sampled) continuation.
@@ -594,10 +552,6 @@ class LMHead(nn.Module):
                               position_ids=pos, use_cache=True)
         finally:
             self.lm.train(was_training)
-
-    def stream(self, prefix: torch.Tensor, **kwargs) -> Iterator[str]:
-        """Streaming decode of one prefix ``(1, P, D)`` in the template (see `stream_embeds`)."""
-        return self.stream_embeds(self.contexts(prefix), **kwargs)
 
     # ------------------------------------------------------------------ LoRA
     def add_lora(self, *, target_modules: Sequence[str] | None = None, r: int = 8, alpha: int = 16,

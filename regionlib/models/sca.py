@@ -40,7 +40,7 @@ from ..sam import build_sam, set_block_norm_eps
 from ..regions import Regions
 from .checkpoint import RegionModel, register_kind
 from .projectors import build_projector
-from .interface import Captioner, ImageState, RegionOutput, check_regions, target_loss
+from .interface import Captioner, ImageState, RegionOutput, check_regions
 from .lm_head import LMConfig, LMHead, build_lm_head
 
 __all__ = ["MIXER_INPUTS", "SCA_PROMPTS", "SCAConfig", "SCA", "SCAOutput", "DecoderState", "build_sca",
@@ -331,7 +331,7 @@ class SCA(Captioner, RegionModel):
         result = RegionOutput(prefix=out.prefix, low_res_masks=out.low_res_masks, iou=out.iou)
         if batch.get("targets") is not None:
             lm_out, labels = self.lm_head.teacher_forced(self.lm_head.contexts(out.prefix), None, batch["targets"])
-            result.loss = target_loss(self.lm_head, lm_out.logits, labels, label_smoothing, reduction)
+            result.loss = self.lm_head.token_loss(lm_out.logits, labels, label_smoothing, reduction)
             result.logits = lm_out.logits
         return result
 
@@ -354,8 +354,8 @@ class SCA(Captioner, RegionModel):
         out = self._run(batch)
         input_size = self.transform.get_preprocess_shape(original_size[0], original_size[1], self.transform.target_length)
         masks = self.sam.postprocess_masks(out.low_res_masks[:, None], input_size, tuple(original_size))[:, 0]
-        ids = self.lm_head.generate_ids(self.lm_head.contexts(out.prefix), **self._decoding(kwargs))
-        return masks > self.sam.mask_threshold, out.iou.float(), [self.lm_head.decode(i) for i in ids]
+        captions = self.lm_head.generate(self.lm_head.contexts(out.prefix), **self._decoding(kwargs))
+        return masks > self.sam.mask_threshold, out.iou.float(), captions
 
 
 SCA_PROMPTS = ("box", "cpb", "rpb", "rpm")

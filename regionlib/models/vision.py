@@ -46,6 +46,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import CheckpointError, ConfigError, RegionLibError
+from .checkpoint import load_base, read_auto_config
 
 __all__ = ["VisionConfig", "VisionParts", "SUPPORTED_VISION", "VISION_ARCHS", "build_vision_encoder",
            "vision_config_of", "vision_parts", "run_block", "patch_grid", "RegionImageProcessor",
@@ -121,12 +122,8 @@ def _check_sizes(config: VisionConfig) -> None:
 def _read_config(path: str):
     """``AutoConfig`` of ``path`` -> (family, model class, full?, the vision config)."""
     import transformers
-    from transformers import AutoConfig
 
-    try:
-        cfg = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"VisionConfig.path {path!r}: no readable transformers config.json ({exc})") from exc
+    cfg = read_auto_config(path, "VisionConfig.path")
     model_type = getattr(cfg, "model_type", None)
     if model_type not in SUPPORTED_VISION:
         archs = getattr(cfg, "architectures", None) or []
@@ -166,22 +163,6 @@ def _family_config(config: VisionConfig):
     return transformers.Dinov2Model, transformers.Dinov2Config(**sizes, mlp_ratio=mlp_ratio)
 
 
-def _loading_problems(info: dict, family: str, full: bool) -> list[str]:
-    allowed = _ALLOWED_UNEXPECTED.get(family, ())
-    unexpected = sorted(k for k in info.get("unexpected_keys", ())
-                        if not (full and not k.startswith("vision_model.")) and not k.startswith(allowed))
-    problems = []
-    if info.get("missing_keys"):
-        problems.append(f"missing weights (would be random) {sorted(info['missing_keys'])}")
-    if unexpected:
-        problems.append(f"unexpected weights {unexpected}")
-    if info.get("mismatched_keys"):
-        problems.append(f"mismatched shapes {sorted(map(str, info['mismatched_keys']))}")
-    if info.get("error_msgs"):
-        problems.append(f"errors {list(info['error_msgs'])}")
-    return problems
-
-
 def vision_config_of(config: VisionConfig):
     """The transformers config of the encoder ``config`` describes (its path's, or built from the fields)."""
     if config.path:
@@ -201,21 +182,13 @@ def build_vision_encoder(config: VisionConfig, *, load_weights: bool = True) -> 
         family, model_cls, full, vcfg = _read_config(config.path)
         kwargs = {"add_pooling_layer": False} if model_cls.__name__ == "ViTModel" else {}
         if load_weights:
-            from .checkpoint import read_safetensors_header
+            allowed = _ALLOWED_UNEXPECTED.get(family, ())
 
-            for weights in sorted(Path(config.path).glob("*.safetensors")):  # a truncated file: CheckpointError
-                read_safetensors_header(weights)
-            try:
-                model, info = model_cls.from_pretrained(config.path, config=vcfg, output_loading_info=True,
-                                                        dtype=torch.float32, **kwargs)
-            except (OSError, RuntimeError, ValueError) as exc:
-                raise CheckpointError(f"VisionConfig.path {config.path!r}: the {model_cls.__name__} weights do not "
-                                      f"load ({exc})") from exc
-            problems = _loading_problems(info, family, full)
-            if problems:
-                raise CheckpointError(f"VisionConfig.path {config.path!r} ({model_cls.__name__}): " + "; ".join(problems))
-            model._regionlib_base = str(config.path)  # frozen weights can be re-read from here
-            model._regionlib_base_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+            def ignored(key: str) -> bool:  # a full model's other towers, the family's unused heads
+                return (full and not key.startswith("vision_model.")) or key.startswith(allowed)
+
+            model = load_base(model_cls, config.path, "VisionConfig.path", f"the {model_cls.__name__}",
+                              ignore_unexpected=ignored, config=vcfg, **kwargs)
         else:
             model = model_cls(vcfg, **kwargs)
     else:

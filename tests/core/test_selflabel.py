@@ -119,7 +119,7 @@ def test_captioner_similarity_is_the_phrase_log_probability(photo):
     from regionlib.regions import Regions
 
     batch = model.region_inputs(model.encode_image(photo), Regions.from_masks(masks))
-    expected = model.lm_head.mean_log_prob(model.prefix(batch), ["a blue square"] * 2).numpy()
+    expected = model.lm_head.mean_log_prob(model.lm_head.contexts(model.prefix(batch)), ["a blue square"] * 2).numpy()
     np.testing.assert_allclose(s[1], expected, atol=1e-5)
     assert np.all(s < 0)
 

@@ -13,6 +13,12 @@ def head():
     return build_lm_head(LMConfig(template="{visual} Describe the masked region in detail."), builtin_tokenizer())
 
 
+def _loss(head, contexts, targets, **kwargs):
+    """Teacher-forced cross-entropy of ``targets`` after ``contexts`` (as `Captioner.forward` computes it)."""
+    out, labels = head.teacher_forced(contexts, None, targets)
+    return head.token_loss(out.logits, labels, **kwargs)
+
+
 def test_loss_counts_only_target_tokens(head):
     prefix = torch.randn(2, 3, head.width)
     out, labels = head.teacher_forced(head.contexts(prefix), None, ["a red circle", "blue"], all_positions=True)
@@ -26,34 +32,40 @@ def test_loss_counts_only_target_tokens(head):
     logits = out.logits[:, :-1].reshape(-1, out.logits.shape[-1])
     ref = torch.nn.functional.cross_entropy(logits, labels[:, 1:].reshape(-1), ignore_index=-100)
     assert torch.allclose(head.token_loss(out.logits, labels, 0.0), ref)
-    smoothed = head.loss(prefix, ["a red circle", "blue"], label_smoothing=0.1)
+    smoothed = _loss(head, head.contexts(prefix), ["a red circle", "blue"], label_smoothing=0.1)
     assert not torch.allclose(smoothed, ref)
+    n_tokens = int((labels[:, 1:] != -100).sum())
+    summed = head.token_loss(out.logits, labels, 0.1, reduction="sum")
+    torch.testing.assert_close(summed, head.token_loss(out.logits, labels, 0.1) * n_tokens)
+    with pytest.raises(RegionLibError, match="reduction"):
+        head.token_loss(out.logits, labels, reduction="none")
 
 
 def test_generation_modes_and_errors(head):
-    prefix = torch.randn(2, 4, head.width)
-    greedy = head.generate(prefix, max_new_tokens=6)
-    assert greedy == head.generate(prefix, max_new_tokens=6)
-    assert len(head.generate(prefix, max_new_tokens=6, num_beams=3)) == 2
-    a = head.generate(prefix, max_new_tokens=6, do_sample=True, temperature=1.5, seed=1)
-    assert a == head.generate(prefix, max_new_tokens=6, do_sample=True, temperature=1.5, seed=1)
+    ctx = head.contexts(torch.randn(2, 4, head.width))
+    greedy = head.generate(ctx, max_new_tokens=6)
+    assert greedy == head.generate(ctx, max_new_tokens=6)
+    assert greedy == [head.decode(ids) for ids in head.generate_ids(ctx, max_new_tokens=6)]
+    assert len(head.generate(ctx, max_new_tokens=6, num_beams=3)) == 2
+    a = head.generate(ctx, max_new_tokens=6, do_sample=True, temperature=1.5, seed=1)
+    assert a == head.generate(ctx, max_new_tokens=6, do_sample=True, temperature=1.5, seed=1)
     for bad in (0, -3):
         with pytest.raises(RegionLibError, match="max_new_tokens"):
-            head.generate(prefix, max_new_tokens=bad)
+            head.generate(ctx, max_new_tokens=bad)
         with pytest.raises(RegionLibError, match="max_new_tokens"):
-            list(head.stream(prefix[:1], max_new_tokens=bad))
+            list(head.stream(ctx[:1], max_new_tokens=bad))
     with pytest.raises(RegionLibError, match="targets"):
-        head.loss(prefix, ["only one"])
+        _loss(head, ctx, ["only one"])
     with pytest.raises(RegionLibError, match="prefix"):
-        head.generate(torch.randn(2, 4, head.width + 1), max_new_tokens=2)
+        head.contexts(torch.randn(2, 4, head.width + 1))
     with pytest.raises(ConfigError, match="template"):
         LMHead(head.lm, head.tokenizer, template="no slot")
 
 
 def test_stream_pieces_join_to_the_greedy_caption(head):
-    prefix = torch.randn(1, 4, head.width)
-    pieces = list(head.stream(prefix, max_new_tokens=8))
-    assert "".join(pieces).strip() == head.generate(prefix, max_new_tokens=8)[0]
+    ctx = head.contexts(torch.randn(1, 4, head.width))
+    pieces = list(head.stream(ctx, max_new_tokens=8))
+    assert "".join(pieces).strip() == head.generate(ctx, max_new_tokens=8)[0]
 
 
 def test_left_padding_does_not_change_generation(head):
@@ -83,15 +95,15 @@ def test_lora_trains_adapters_only_and_leaves_base_weights(arch):
     base = {k: v.clone() for k, v in head.base_state_dict().items()}
     trainable = [n for n, p in head.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
-    prefix = torch.randn(2, 3, head.width)
+    ctx = head.contexts(torch.randn(2, 3, head.width))
     opt = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=1e-2)
-    before = float(head.loss(prefix, ["a red circle", "a blue square"]))
+    before = float(_loss(head, ctx, ["a red circle", "a blue square"]))
     for _ in range(5):
-        loss = head.loss(prefix, ["a red circle", "a blue square"])
+        loss = _loss(head, ctx, ["a red circle", "a blue square"])
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(head.loss(prefix, ["a red circle", "a blue square"])) < before
+    assert float(_loss(head, ctx, ["a red circle", "a blue square"])) < before
     after = head.base_state_dict()
     assert after.keys() == base.keys()
     assert all(torch.equal(after[k], v) for k, v in base.items())
@@ -104,7 +116,7 @@ def test_bpe_tokenizer_round_trip():
     head = build_lm_head(LMConfig(template="{visual}"), tok)
     text = "a red striped circle"
     assert head.decode(head.token_ids(text)) == text
-    assert len(head.generate(torch.randn(1, 2, head.width), max_new_tokens=3)) == 1
+    assert len(head.generate(head.contexts(torch.randn(1, 2, head.width)), max_new_tokens=3)) == 1
 
 
 def test_out_of_vocabulary_target_words_are_warned_about_once(head):
@@ -119,9 +131,9 @@ def test_out_of_vocabulary_target_words_are_warned_about_once(head):
 
 
 def test_mean_log_prob_is_minus_the_unsmoothed_loss(head):
-    prefix = torch.randn(1, 3, head.width)
-    nll = head.loss(prefix, ["a red circle"], label_smoothing=0.0)
-    torch.testing.assert_close(head.mean_log_prob(prefix, ["a red circle"]), -nll.detach()[None], atol=1e-5, rtol=0)
+    ctx = head.contexts(torch.randn(1, 3, head.width))
+    nll = _loss(head, ctx, ["a red circle"], label_smoothing=0.0)
+    torch.testing.assert_close(head.mean_log_prob(ctx, ["a red circle"]), -nll.detach()[None], atol=1e-5, rtol=0)
 
 
 def _bos_chat_tokenizer():
@@ -199,4 +211,4 @@ def test_logits_only_at_the_target_positions(arch):
     assert kept.logits.shape[1] == labels.shape[1] == t + 1 < full.logits.shape[1]
     torch.testing.assert_close(kept.logits, full.logits[:, -(t + 1):], atol=1e-5, rtol=0)
     torch.testing.assert_close(head.token_loss(kept.logits, labels), head.token_loss(full.logits, full_labels))
-    assert head.mean_log_prob_contexts(ctx, targets).shape == (2,)
+    assert head.mean_log_prob(ctx, targets).shape == (2,)

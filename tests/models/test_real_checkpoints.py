@@ -331,7 +331,9 @@ def test_lora_uses_peft_default_targets(src, name, targets):
     lora = [n for n, p in model.named_parameters() if "lora_" in n and p.requires_grad]
     assert lora and all(any(t in n for t in targets) for n in lora)
     head = model.lm_head
-    head.loss(torch.randn(2, 3, head.width), ["a red circle", "the striped green triangle"]).backward()
+    out, labels = head.teacher_forced(head.contexts(torch.randn(2, 3, head.width)), None,
+                                      ["a red circle", "the striped green triangle"])
+    head.token_loss(out.logits, labels).backward()
     grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
     assert all(p.grad is None for n, p in head.lm.named_parameters() if "lora_" not in n)  # base weights frozen
@@ -560,3 +562,13 @@ def test_a_dam_from_tower_paths_warns_that_its_projector_is_random(src):
     SigLIP and a pretrained LM (the paper starts from VILA's trained one)."""
     with pytest.warns(UserWarning, match="projector starts from random weights"):
         create_model("tiny-dam", vision__path=str(src["siglip"]))
+
+
+def test_a_truncated_lm_checkpoint_is_a_checkpoint_error(src, tmp_path):
+    """Bug caught: a truncated ``lm__path`` model.safetensors raising a bare SafetensorError."""
+    cut = tmp_path / "lm"
+    shutil.copytree(src["gpt2"], cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-64])
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        create_model("tiny-dam", lm__path=str(cut))
