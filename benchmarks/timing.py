@@ -20,6 +20,18 @@ def best_of(fn, repeats: int = 3) -> float:
     return min(times)
 
 
+def best_of_each(fns: dict, repeats: int = 5) -> dict:
+    """The fastest of ``repeats`` wall-clock runs of each ``fns[name]()``, in seconds, the functions taking turns
+    round after round (so that a burst of load on a shared machine hits them alike rather than one of them)."""
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: min(v) for name, v in times.items()}
+
+
 def machine() -> dict:
     """CPU model, CPU and thread counts, numpy's BLAS kernel, load average (1, 5, 15 min)."""
     cpuinfo = Path("/proc/cpuinfo")

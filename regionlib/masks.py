@@ -335,33 +335,110 @@ def mask_iou(masks_a, masks_b, *, names: tuple[str, str] = ("masks_a", "masks_b"
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def _block_fraction(batch: np.ndarray, h: int, w: int) -> np.ndarray | None:
-    """Exact area fractions from integer block counts, or None when this fast path does not apply.
+def _bins(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Adaptive average pooling's bins along one axis: output ``i`` averages inputs ``[lo[i], hi[i])``,
+    ``lo = floor(i n_in / n_out)``, ``hi = ceil((i + 1) n_in / n_out)``. Neighbours overlap by at most
+    one input (the inputs of one bin follow those of the previous one)."""
+    i = np.arange(n_out, dtype=np.int64)
+    return (i * n_in) // n_out, ((i + 1) * n_in + n_out - 1) // n_out
 
-    Applies when ``H % h == 0`` and ``W % w == 0`` with a block width ``kw = W / w`` that is a
-    multiple of 8 (or 4) and ``kh * 8`` (or ``kh * 4``) <= 255. The bool bytes are viewed as
-    uint64 (uint32) words; summing the ``kh`` rows of a block adds the bytes lane by lane without
-    carries (each lane <= kh), and multiplying by 0x01..01 puts the sum of a word's lanes in its
-    top byte. Equal to `adaptive_avg_pool2d` on the float masks (tested) without building them.
-    """
+
+def _uint_for(limit: int):
+    """The smallest unsigned integer dtype that holds ``limit``."""
+    return next(d for d in (np.uint8, np.uint16, np.uint32, np.uint64) if limit <= np.iinfo(d).max)
+
+
+def _bin_runs(lo: np.ndarray, hi: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Consecutive bins of one height whose starts step evenly, as ``(first bin, bins, step, height)``: each run
+    is one strided view. 1024 rows -> 27 bins (starts 37.9 rows apart, heights 38 / 39) are 5 runs."""
+    runs, k = [], 0
+    while k < len(lo):
+        height, end = int(hi[k] - lo[k]), k + 1
+        step = int(lo[end] - lo[k]) if end < len(lo) else 0
+        while end < len(lo) and hi[end] - lo[end] == height and lo[end] - lo[end - 1] == step:
+            end += 1
+        runs.append((k, end - k, step, height))
+        k = end
+    return runs
+
+
+def _row_bin_sums(u8: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``(N, H, W)`` 0/1 bytes -> ``(N, h, W)``: per column, the pixels set in each row bin. Row bins of at
+    most 255 rows add the bytes as they are (uint8, no carries). Each run of evenly spaced bins of one
+    height (`_bin_runs`; all of them when ``h`` divides ``H``) is one reduction of an ``(N, bins, height, W)``
+    strided view: numpy's reduction is much slower split into many calls over all the masks."""
+    n, _, big_w = u8.shape
+    dtype = _uint_for(int((hi - lo).max()))
+    s_mask, s_row, s_col = u8.strides
+    out = np.empty((n, len(lo), big_w), dtype)
+    for first, count, step, height in _bin_runs(lo, hi):
+        window = np.lib.stride_tricks.as_strided(u8[:, int(lo[first]):], shape=(n, count, height, big_w),
+                                                 strides=(s_mask, step * s_row, s_row, s_col), writeable=False)
+        np.add.reduce(window, axis=2, dtype=dtype, out=out[:, first: first + count])
+    return out
+
+
+def _col_bin_sums(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, tall: int) -> np.ndarray:
+    """``(N, h, W)`` row-bin counts (each <= ``tall``) -> ``(N, h, w)`` cell counts (unsigned ints).
+
+    An equal split of the columns adds ``s`` neighbouring byte lanes of a word at once (multiply by
+    0x01..01, take the top byte) when ``s * tall <= 255``; other splits add the runs between the bins'
+    edges (`np.add.reduceat`), then each bin's runs (a bin shares at most one column with the next)."""
+    big_w, w = rows.shape[2], len(lo)
+    if big_w % w == 0 and rows.dtype == np.uint8 and rows.flags.c_contiguous:
+        kw = big_w // w
+        for size, word in ((8, np.uint64), (4, np.uint32), (2, np.uint16)):
+            if kw % size == 0 and size * tall <= 255:
+                lanes = rows.view(word)  # rows is this module's own array: updated in place
+                lanes *= word(int.from_bytes(b"\x01" * size, "little"))
+                lanes >>= word(8 * (size - 1))  # the sum of the word's bytes
+                if kw == size:
+                    return lanes
+                counts = lanes[:, :, 0::kw // size].astype(_uint_for(tall * kw))
+                for k in range(1, kw // size):  # strided adds: a reduction over a short last axis is slow
+                    counts += lanes[:, :, k::kw // size]
+                return counts
+    dtype = _uint_for(tall * big_w)
+    if big_w >= w:  # lo increases: sums over [lo[j], lo[j + 1]), plus the column a bin shares with the next
+        counts = np.add.reduceat(rows, lo, axis=2, dtype=dtype)
+        shared = np.flatnonzero(hi[:-1] > lo[1:])  # hi[j] - lo[j + 1] is 0 or 1
+        counts[:, :, shared] += rows[:, :, lo[shared + 1]]
+        return counts
+    edges = np.unique(np.concatenate([lo, hi]))
+    edges = edges[edges < big_w]  # runs [edges[k], edges[k + 1]) of columns: each in the same bins
+    runs = np.add.reduceat(rows, edges, axis=2, dtype=dtype)
+    first, stop = np.searchsorted(edges, lo), np.searchsorted(np.append(edges, big_w), hi)
+    counts = runs[:, :, first]
+    for extra in range(1, int((stop - first).max())):  # bins of several runs (1 or 2 when W >= w)
+        more = np.flatnonzero(stop - first > extra)
+        counts[:, :, more] += runs[:, :, first[more] + extra]
+    return counts
+
+
+def _cpu_area_fraction(batch: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``(N, H, W)`` bool -> ``(N, h, w)`` float32 area fractions, bit-identical to `adaptive_avg_pool2d`
+    on the float masks (tested) without building them: exact integer counts of each bin (the bool
+    bytes added as uint8 over the row bins, then over the column bins), divided as that kernel does
+    (``count / kh / kw`` in float32; ``count / (H W)`` for a 1 x 1 grid, its mean). Memory: the ``(N, h, W)``
+    row-bin counts, about 1/kh of the masks' bytes."""
     n, big_h, big_w = batch.shape
-    if big_h % h or big_w % w or not batch.flags.c_contiguous:
-        return None
-    kh, kw = big_h // h, big_w // w
-    for word, dtype, ones, shift in (
-        (8, np.uint64, np.uint64(0x0101010101010101), np.uint64(56)),
-        (4, np.uint32, np.uint32(0x01010101), np.uint32(24)),
-    ):
-        if kw % word == 0 and kh * word <= 255:
-            words = batch.view(np.uint8).view(dtype).reshape(n, h, kh, big_w // word)
-            lanes = words[:, :, 0].copy()  # (N, h, W / word): per-column counts in byte lanes
-            for row in range(1, kh):
-                lanes += words[:, :, row]
-            lanes *= ones
-            lanes >>= shift  # counts per word
-            counts = lanes if kw == word else lanes.reshape(n, h, w, kw // word).sum(axis=3, dtype=dtype)
-            return counts.astype(np.float32) / np.float32(kh * kw)
-    return None
+    if n == 0:
+        return np.zeros((0, h, w), np.float32)
+    rlo, rhi = _bins(big_h, h)
+    clo, chi = _bins(big_w, w)
+    rows = _row_bin_sums(batch.view(np.uint8), rlo, rhi)
+    counts = _col_bin_sums(rows, clo, chi, int((rhi - rlo).max()))
+    if (h, w) == (1, 1):  # adaptive_avg_pool2d takes the mean here: count / (H W)
+        return counts.astype(np.float32) / np.float32(big_h * big_w)
+    kh, kw = (rhi - rlo).astype(np.float32), (chi - clo).astype(np.float32)
+    return counts.astype(np.float32) / kh[:, None] / kw[None, :]
+
+
+def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
+    """The input index `F.interpolate` (mode ``"nearest"``, float32) reads for each of ``n_out`` outputs
+    along one axis, taken from the kernel itself (its float32 scale rounds differently from float64)."""
+    src = torch.arange(n_in, dtype=torch.float32).reshape(1, 1, n_in, 1)
+    return F.interpolate(src, size=(n_out, 1), mode="nearest").reshape(n_out).long().numpy()
 
 
 def _bin_matrix(n_in: int, n_out: int, device) -> torch.Tensor:
@@ -390,7 +467,9 @@ def resize_masks(masks, size: tuple[int, int], *, mode: str = "area", name: str 
     ``mode="area"``: each cell holds the fraction of its pixels inside the mask (adaptive
     average pooling; soft weights for mask pooling). ``mode="nearest"``: 0/1 values. Bool tensors on
     an accelerator stay there (separable bin-average matmuls, the result on that device); numpy masks
-    and CPU tensors take the CPU path (exact byte-lane block counts when the grid divides the image).
+    and CPU tensors take the CPU path, which reads the bool bytes once and builds no float copy of the
+    masks: exact integer bin counts (any grid), or the nearest pixels gathered. Its values are
+    bit-identical to `adaptive_avg_pool2d` / nearest `F.interpolate` on the float32 masks (tested).
     """
     if mode not in ("area", "nearest"):
         raise InvalidMaskError(f"mode must be 'area' or 'nearest', got {mode!r}")
@@ -408,12 +487,13 @@ def resize_masks(masks, size: tuple[int, int], *, mode: str = "area", name: str 
             return _area_fraction(t, h, w)
         return F.interpolate(t.float()[:, None], size=(h, w), mode="nearest")[:, 0]
     if isinstance(masks, torch.Tensor) and masks.dtype == torch.bool:
-        masks = masks.numpy()  # on the CPU: the byte-lane block counts below are faster (zero-copy view)
+        masks = masks.numpy()  # on the CPU: the integer bin counts below read it in place (zero-copy view)
     batch = as_mask_batch(masks, name, allow_empty=True)
-    if mode == "area":
-        fast = _block_fraction(batch, h, w)
-        if fast is not None:
-            return torch.from_numpy(fast)
+    if 0 < batch.shape[1] * batch.shape[2] and max(batch.shape[1:]) < 2**24:  # exact in float32
+        if mode == "area":
+            return torch.from_numpy(_cpu_area_fraction(batch, h, w))
+        rows, cols = _nearest_index(batch.shape[1], h), _nearest_index(batch.shape[2], w)
+        return torch.from_numpy(batch[:, rows[:, None], cols[None, :]].astype(np.float32))
     t = torch.from_numpy(batch.astype(np.float32))
     if mode == "area":
         return F.adaptive_avg_pool2d(t[:, None], (h, w))[:, 0]

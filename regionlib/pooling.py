@@ -75,7 +75,8 @@ def mask_pool(features: torch.Tensor, masks, *, weights: str = "area", batch_ind
         batch = as_mask_batch(masks, "masks", allow_empty=True)
     grid = tuple(features.shape[-2:])
     area = resize_masks(batch, grid, mode="area").to(features.device)
-    empty = (area.flatten(1).sum(1) == 0).cpu().numpy()  # area weights vanish only for empty masks
+    area_sum = area.flatten(1).sum(1, keepdim=True)  # (N, 1)
+    empty = (area_sum[:, 0] == 0).cpu().numpy()  # area weights vanish only for empty masks
     if empty.any():
         raise InvalidMaskError(f"masks[{int(np.flatnonzero(empty)[0])}] is empty (no pixel set)")
     w = area
@@ -98,15 +99,15 @@ def mask_pool(features: torch.Tensor, masks, *, weights: str = "area", batch_ind
             raise RegionLibError(f"batch_index must be ({len(batch)},) ints: {exc}") from exc
         if bi.shape != (len(batch),) or (len(bi) and (bi.min() < 0 or bi.max() >= features.shape[0])):
             raise RegionLibError(f"batch_index must be ({len(batch)},) ints in [0, {features.shape[0]}), got {tuple(bi.shape)}")
-    covered = w > 0  # (N, h, w): the cells that contribute to each token
-    bad = ~torch.isfinite(features).all(1)  # (B, h, w)
-    if bad.any():
+    if not torch.isfinite(features.sum()):  # one pass: a NaN or inf anywhere makes the sum non-finite
+        bad = ~torch.isfinite(features).all(1)  # (B, h, w) (or none: the finite sum overflowed)
+        covered = w > 0  # (N, h, w): the cells that contribute to each token
         hit = (covered & bad[bi]).flatten(1).any(1)
         if hit.any():
             raise RegionLibError(f"features hold NaN or inf inside masks[{int(hit.nonzero()[0, 0])}] "
                                  "(only cells outside every mask may be non-finite)")
         features = features.masked_fill(bad[:, None], 0)  # outside every mask: weight 0, never NaN * 0
-    denom = w.flatten(1).sum(1, keepdim=True)  # (N, 1), > 0 for non-empty masks
+    denom = area_sum if w is area else w.flatten(1).sum(1, keepdim=True)  # (N, 1), > 0 for non-empty masks
     if features.shape[0] == 1:
         tokens = torch.einsum("nhw,chw->nc", w, features[0]) / denom
     else:

@@ -117,11 +117,126 @@ def test_tensor_masks_pool_on_their_device_equal_to_the_numpy_path(grid):
     masks = rng.random((5, 96, 80)) < 0.3
     t = torch.from_numpy(masks)
     ref = F.adaptive_avg_pool2d(t.float()[:, None], grid)[:, 0]
-    torch.testing.assert_close(resize_masks(t, grid), ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(resize_masks(t, grid), ref, atol=0, rtol=0)  # CPU tensors: the exact CPU path
     torch.testing.assert_close(_area_fraction(t, *grid, chunk=2), ref, atol=1e-6, rtol=0)  # the accelerator path
     feats = torch.randn(8, *grid)
     a = mask_pool(feats, masks).tokens
     b = mask_pool(feats, t).tokens
-    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
     with pytest.raises(InvalidMaskError, match="bool"):
         mask_pool(feats, t.float())
+
+
+def reference_pool(features, masks, weights="area", batch_index=None):
+    """The straightforward mask pooling that `mask_pool` must equal bit for bit on the CPU: float32 copies of
+    the masks, `adaptive_avg_pool2d` (area) or nearest `F.interpolate` weights (a vanished mask falls back to
+    its area weights), non-finite features outside every mask zeroed, one einsum over the weights."""
+    import torch.nn.functional as F
+
+    m = torch.as_tensor(np.asarray(masks)).float()[:, None]
+    if not features.is_floating_point():
+        features = features.float()
+    grid = tuple(features.shape[-2:])
+    area = F.adaptive_avg_pool2d(m, grid)[:, 0]
+    w = area
+    if weights == "nearest":
+        near = F.interpolate(m, size=grid, mode="nearest")[:, 0]
+        w = torch.where((near.flatten(1).sum(1) == 0)[:, None, None], area, near)
+    w = w.to(features.dtype)
+    f = features[None] if features.ndim == 3 else features
+    bi = torch.zeros(len(m), dtype=torch.long) if batch_index is None else torch.as_tensor(batch_index)
+    bad = ~torch.isfinite(f).all(1)
+    if bad.any():
+        f = f.masked_fill(bad[:, None], 0)
+    denom = w.flatten(1).sum(1, keepdim=True)
+    if f.shape[0] == 1:
+        return torch.einsum("nhw,chw->nc", w, f[0]) / denom
+    return torch.einsum("nhw,nchw->nc", w, f[bi]) / denom
+
+
+def _blobs(rng, n, h, w):
+    """``n`` masks of one random box each, a few of them scattered noise or a single pixel."""
+    masks = np.zeros((n, h, w), bool)
+    for i in range(n):
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        masks[i, y: y + rng.integers(1, h // 2 + 2), x: x + rng.integers(1, w // 2 + 2)] = True
+    masks[0] = rng.random((h, w)) < 0.3
+    masks[-1] = False
+    masks[-1, rng.integers(0, h), rng.integers(0, w)] = True
+    return masks
+
+
+@pytest.mark.parametrize("size,grid", [((1024, 1024), (32, 32)), ((1024, 1024), (64, 64)), ((1024, 1024), (27, 27)),
+                                       ((96, 96), (4, 4)), ((100, 108), (7, 9)), ((30, 38), (12, 48)),
+                                       ((40, 48), (1, 1)), ((600, 608), (2, 3))])
+def test_mask_pool_equals_the_reference_bit_for_bit(size, grid):
+    """mask_pool reads integer bin counts straight from the bool masks (no float copy of them); its weights
+    and tokens must be bit-identical to the float32 adaptive_avg_pool2d / interpolate + einsum reference on a
+    dividing grid (1024 -> 32, 64; 96 -> 4, where the old dividing fast path divided by kh * kw and was 1 ulp
+    off adaptive pooling's count / kh / kw), a non-dividing one (1024 -> 27, 100 -> 7 x 9), a grid finer than
+    the masks (30 -> 12 x 48), 1 x 1 (adaptive pooling's mean) and row bins over 255 rows (600 -> 2),
+    for numpy masks, CPU bool tensors (contiguous or not), both weights, float32 / float64 / int features."""
+    rng = np.random.default_rng(size[0] + grid[0])
+    masks = _blobs(rng, 6, *size)
+    h, w = size
+    big = torch.zeros((7, h + 3, w + 5), dtype=torch.bool)
+    big[1:, 2: h + 2, 3: w + 3] = torch.from_numpy(masks)
+    view = big[1:, 2: h + 2, 3: w + 3]  # a CPU bool tensor that is not contiguous
+    transposed = torch.from_numpy(np.ascontiguousarray(masks.transpose(0, 2, 1))).transpose(1, 2)
+    assert not view.is_contiguous() and not transposed.is_contiguous()
+    g = torch.Generator().manual_seed(0)
+    for weights in ("area", "nearest"):
+        for feats in (torch.randn(5, *grid, generator=g), torch.randn(3, *grid, generator=g, dtype=torch.float64),
+                      torch.randint(-9, 9, (2, *grid), generator=g)):
+            want = reference_pool(feats, masks, weights)
+            for m in (masks, torch.from_numpy(masks), view, transposed):
+                out = mask_pool(feats, m, weights=weights)
+                assert out.tokens.dtype == want.dtype and torch.equal(out.tokens, want), (weights, feats.dtype, type(m))
+
+
+def test_mask_pool_batch_index_non_finite_and_empty_masks_match_the_reference():
+    rng = np.random.default_rng(5)
+    masks = _blobs(rng, 9, 200, 150)
+    masks[0] = False
+    masks[0, 150:, 100:] = True  # no noise mask: some cells lie outside every mask
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(3, 4, 13, 11, generator=g)
+    bi = [2, 0, 1, 1, 0, 2, 2, 1, 0]
+    assert torch.equal(mask_pool(feats, masks, batch_index=bi).tokens, reference_pool(feats, masks, batch_index=bi))
+    # a NaN in a cell whose (area) weight is 0 for every mask is ignored, in both
+    area = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(masks).float()[:, None], (13, 11))[:, 0]
+    free = torch.nonzero(area.sum(0) == 0)
+    assert len(free)
+    bad = feats.clone()
+    bad[1, 2, free[0, 0], free[0, 1]] = float("nan")
+    for weights in ("area", "nearest"):
+        got = mask_pool(bad, masks, weights=weights, batch_index=bi).tokens
+        assert torch.equal(got, reference_pool(bad, masks, weights, batch_index=bi))
+    huge = feats.clone()
+    huge[0, 0, :2, :2] = 3e38  # finite features whose sum overflows: the precise check finds nothing wrong
+    assert not torch.isfinite(huge.sum())
+    assert torch.equal(mask_pool(huge, masks, batch_index=bi).tokens, reference_pool(huge, masks, batch_index=bi))
+    masks[4] = False
+    for m in (masks, torch.from_numpy(masks)):
+        with pytest.raises(InvalidMaskError, match=r"masks\[4\] is empty"):
+            mask_pool(feats, m, batch_index=bi)
+
+
+@pytest.mark.parametrize("shape,grid", [((3, 4095, 6), (255, 3)), ((2, 7, 5), (20, 13)), ((2, 1, 1), (3, 2)),
+                                        ((2, 33, 64), (11, 8)), ((4, 768, 96), (32, 4)), ((2, 520, 300), (2, 3))])
+def test_resize_masks_equals_torch_kernels_bit_for_bit(shape, grid):
+    """The CPU resize (integer counts; nearest pixels gathered) equals adaptive_avg_pool2d and nearest
+    F.interpolate of the float32 masks exactly, including nearest's float32 index rounding (4095 -> 255
+    picks other rows than a float64 scale would) and upsampling grids."""
+    import torch.nn.functional as F
+
+    from regionlib.masks import resize_masks
+
+    rng = np.random.default_rng(sum(shape))
+    m = rng.random(shape) < rng.random((shape[0], 1, 1))
+    t = torch.from_numpy(m).float()[:, None]
+    for mode, want in (("area", F.adaptive_avg_pool2d(t, grid)), ("nearest", F.interpolate(t, size=grid, mode="nearest"))):
+        for masks in (m, torch.from_numpy(m), m.astype(np.uint8)):
+            got = resize_masks(masks, grid, mode=mode)
+            assert got.dtype == torch.float32 and torch.equal(got, want[:, 0]), (mode, type(masks))
+    assert resize_masks(np.zeros((0, *shape[1:]), bool), grid).shape == (0, *grid)

@@ -10,7 +10,7 @@ from hypothesis.extra.numpy import arrays
 from regionlib.boxes import box_iou, validate_boxes
 from regionlib.errors import RegionLibError
 from regionlib.focal import CROP_MODES, crop_boxes
-from regionlib.masks import boxes_to_masks, decode_rle, encode_rle, mask_iou, masks_to_boxes
+from regionlib.masks import boxes_to_masks, decode_rle, encode_rle, mask_iou, masks_to_boxes, resize_masks
 from regionlib.pooling import mask_pool
 
 coords = st.floats(allow_nan=True, allow_infinity=True, width=32)
@@ -103,3 +103,17 @@ def test_pooling(masks, weights, grid):
         assert out.tokens.shape == (len(masks), 3) and torch.isfinite(out.tokens).all()
         lo, hi = feats.flatten(1).min(1).values, feats.flatten(1).max(1).values  # a mean lies within the range
         assert ((out.tokens >= lo - 1e-5) & (out.tokens <= hi + 1e-5)).all()
+
+
+@settings(max_examples=80, deadline=None)
+@given(arrays(np.bool_, st.tuples(st.integers(0, 3), st.integers(1, 40), st.integers(1, 40))),
+       st.tuples(st.integers(1, 50), st.integers(1, 50)), st.sampled_from(["area", "nearest"]))
+def test_resize_masks_equals_the_torch_kernels(masks, grid, mode):
+    """The CPU resize (integer bin counts, gathered nearest pixels) is bit-identical to adaptive_avg_pool2d /
+    nearest F.interpolate of the float32 masks on any grid, coarser or finer than the masks."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(masks).float()[:, None]
+    want = (F.adaptive_avg_pool2d(t, grid) if mode == "area" else F.interpolate(t, size=grid, mode="nearest"))[:, 0]
+    assert torch.equal(resize_masks(masks, grid, mode=mode), want)
