@@ -29,7 +29,7 @@ cache of its frozen encoder).
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
@@ -121,7 +121,7 @@ def collate_batches(batches: Sequence[dict]) -> dict:
     return out
 
 
-class Captioner(ABC):
+class Captioner(metaclass=ABCMeta):  # not ABC: its empty __slots__ would change the layout FSDP2's class swap needs
     """`forward` / `generate` / `score` / `describe` for models that turn regions into LM contexts.
 
     Subclasses provide ``lm_head`` (`LMHead`) and ``contexts(batch) -> (embeds (B, L, D), mask (B, L) or None)``.

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from regionlib.config import to_dict
 from regionlib.training.loop import load_config, train_local
 from tests.training.launch import TRAIN, torchrun
 from tests.training.launch import assert_same as _assert_same
@@ -15,7 +16,7 @@ from tests.training.launch import weights as _weights
 pytestmark = pytest.mark.slow
 
 
-def _cfg(tmp: Path, name: str, *, batch_size: int, grad_accum: int = 1, preset: str = "tiny-dam") -> dict:
+def _cfg(tmp: Path, name: str, *, batch_size: int, grad_accum: int = 1, preset: str = "tiny-dam"):
     return load_config(None, [
         # eps = 1: Adam's step is then linear in the gradient, so float summation order (rank splits)
         # cannot be amplified by g / sqrt(v) on near-zero gradients; the comparison tests the gradients
@@ -54,7 +55,7 @@ def test_two_ranks_stay_in_sync_and_equal_one_rank_with_the_same_global_batch(tm
     one = train_local(_cfg(tmp_path, "one", batch_size=4, preset=preset), str(tmp_path / "one"))
     two = tmp_path / "two"
     cfg = tmp_path / "two.json"
-    cfg.write_text(json.dumps(_cfg(tmp_path, "two", batch_size=2, preset=preset)))
+    cfg.write_text(json.dumps(to_dict(_cfg(tmp_path, "two", batch_size=2, preset=preset))))
     torchrun(tmp_path, TRAIN, str(cfg), str(two))
     _assert_same(_weights(one), _weights(two / one.name), atol=1e-6)
     assert _weights(one) != {}  # and training moved the weights: not vacuous
