@@ -1,12 +1,14 @@
 """Caption metrics: BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, SPICE (pycocoevalcap 1.2 is the reference).
 
 `caption_scores` validates predictions against references, tokenises them as pycocoevalcap's
-PTBTokenizer does (`ptb.tokenize`: in process where proven, Java otherwise; predictions and
-references in two calls, as ``COCOEvalCap`` does; line ends normalised first so that no caption
-shifts the others), and scores with either backend on the *same tokens*:
+PTBTokenizer does (`ptb.tokenize`: in process — probed rules, then CoreNLP's own lexer run in
+Python — Java only for the rare token the lexer refuses; predictions and references in two
+calls, as ``COCOEvalCap`` does; line ends normalised first so that no caption shifts the
+others), and scores with either backend on the *same tokens*:
 
 * ``backend="fast"`` (default) — `fast_captions` for BLEU / ROUGE-L / CIDEr-D (n-grams counted
-  once for BLEU and CIDEr-D), METEOR in parallel worker processes (`meteor.meteor_scores`);
+  once for BLEU and CIDEr-D, their token numbers reused by ROUGE-L), METEOR in parallel worker
+  processes (`meteor.meteor_scores`);
 * ``backend="reference"`` — pycocoevalcap's own scorers, METEOR included.
 
 Empty predictions (or predictions that tokenise to nothing) are scored as pycocoevalcap scores
@@ -128,7 +130,7 @@ def _fast_scores(names: Sequence[str], preds: list[str], refs: list[list[str]], 
     if "CIDEr" in names:
         out["CIDEr"] = fast_captions.cider_d(preds, refs, ngrams=ngrams)
     if "ROUGE-L" in names:
-        out["ROUGE-L"] = fast_captions.rouge_l(preds, refs)
+        out["ROUGE-L"] = fast_captions.rouge_l(preds, refs, ngrams=ngrams)  # its token numbers, where valid
     if "METEOR" in names:
         from .meteor import meteor_scores
 

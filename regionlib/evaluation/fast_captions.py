@@ -2,8 +2,9 @@
 
 Same tokens in, the same numbers out as pycocoevalcap's scorers (tested to 1e-9 on real text),
 computed with vectorised n-gram numbering (one sort per n; `count_ngrams` once for BLEU and
-CIDEr-D), sorted-key joins and segmented reductions (numpy) instead of per-sentence Python
-dictionaries, with the garbage collector paused (`gc_paused`).
+CIDEr-D, its hypothesis / reference split shared by both, its token numbers by ROUGE-L where
+splitting on spaces gives the same tokens), sorted-key joins and segmented reductions (numpy)
+instead of per-sentence Python dictionaries, with the garbage collector paused (`gc_paused`).
 
 * CIDEr-D (REFERENCE §5): raw n-gram counts n = 1..4; document frequency over the reference
   sets of the images scored; weights ``tf * (log N - log max(1, df))``; per n the clipped
@@ -23,6 +24,7 @@ import contextlib
 import gc
 import itertools
 import math
+import re
 from typing import Sequence
 
 import numpy as np
@@ -63,6 +65,19 @@ def _sort_codes(code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return code[perm], perm
 
 
+_OTHER_BLANKS = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"  # ASCII whitespace str.split() splits on, besides " "
+_NON_SPACE_BLANK = re.compile(r"[^\S ]")
+
+
+def _changes(a: np.ndarray) -> np.ndarray:
+    """(len(a),) bool: True where ``a[i] != a[i - 1]``, and at 0."""
+    out = np.empty(len(a), dtype=bool)
+    if len(a):
+        out[0] = True
+        np.not_equal(a[1:], a[:-1], out=out[1:])
+    return out
+
+
 class _NGrams:
     """The n-grams (n = 1..max_n) of tokenised sentences as (n-gram, sentence, count) triples.
 
@@ -82,37 +97,41 @@ class _NGrams:
         if joined.count("\x00") != max(n_sent - 1, 0):
             raise RegionLibError("captions must not contain NUL characters")
         words = joined.split()
-        vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
+        vocab = dict.fromkeys(words)
+        vocab = dict(zip(vocab, range(len(vocab))))
         flat = np.fromiter(map(vocab.__getitem__, words), dtype=np.int64, count=len(words))
         if n_sent > 1:
-            is_end = flat == vocab["\x00"]
-            lengths = np.diff(np.r_[-1, np.flatnonzero(is_end), len(flat)]) - 1
-            flat = flat[~is_end]
+            ends = np.flatnonzero(flat == vocab["\x00"])
+            lengths = np.diff(ends, prepend=-1, append=len(flat)) - 1
+            flat = np.delete(flat, ends)
         else:
             lengths = np.full(n_sent, len(flat), dtype=np.int64)
-        sent = np.repeat(np.arange(n_sent), lengths)
-        left = np.repeat(np.cumsum(lengths), lengths) - np.arange(len(flat))  # tokens from here to the end
+        n_flat = len(flat)
+        sent = np.repeat(np.arange(n_sent, dtype=np.int32), lengths)  # int32: half the memory traffic
+        left = (np.repeat(np.cumsum(lengths), lengths) - np.arange(n_flat)).astype(np.int32)  # tokens to the end
         n_vocab = max(len(vocab), 1)
         gram_at, n_prev = flat, n_vocab  # number of the (n-1)-gram starting at each position
         grams, sents, counts, orders, offset = [], [], [], [], 0
         for n in range(1, max_n + 1):
             if n == 1:
-                code = flat
+                code, n_valid = flat, n_flat
             else:  # positions whose n-gram would cross a sentence end get a code past every valid one
-                code = np.where(left[: len(flat) - n + 1] >= n, gram_at[: len(flat) - n + 1] * n_vocab
-                                + flat[n - 1:], n_prev * n_vocab)
-            n_valid = int(np.count_nonzero(left >= n))
+                code = gram_at[: n_flat - n + 1] * n_vocab
+                code += flat[n - 1:]
+                code[left[: n_flat - n + 1] < n] = n_prev * n_vocab
+                n_valid = int(np.count_nonzero(left >= n))
             code_s, pos_s = _sort_codes(code)
             code_s, pos_s = code_s[:n_valid], pos_s[:n_valid]
             sent_s = sent[pos_s]
-            new_gram = np.r_[True, code_s[1:] != code_s[:-1]][:n_valid]
+            new_gram = _changes(code_s)
             rank = np.cumsum(new_gram) - 1
-            gram_at = np.zeros_like(flat)
-            gram_at[pos_s] = rank
-            first = np.flatnonzero(new_gram | np.r_[True, sent_s[1:] != sent_s[:-1]][:n_valid])
+            if n < max_n:
+                gram_at = np.empty(n_flat, dtype=np.int64)  # positions left out are masked above
+                gram_at[pos_s] = rank
+            first = np.flatnonzero(_changes(sent_s) | new_gram)
             grams.append(rank[first] + offset)
-            sents.append(sent_s[first])
-            counts.append(np.diff(np.r_[first, n_valid]))
+            sents.append(sent_s[first].astype(np.int64))
+            counts.append(np.diff(first, append=n_valid))
             n_prev = int(rank[-1]) + 1 if n_valid else 0
             orders.append(np.full(n_prev, n, dtype=np.int64))
             offset += n_prev
@@ -121,6 +140,13 @@ class _NGrams:
         self.order = np.concatenate(orders)
         self.n_tokens = lengths
         self.max_n = max_n
+        self.tokens, self.n_vocab = flat, n_vocab  # the token numbers, sentence after sentence
+        # whether splitting on " " (ROUGE-L's tokens) gives these tokens too: single spaces only, none at
+        # either end of a sentence, no empty sentence, no other whitespace
+        self.space_split = bool(joined and "  " not in joined and not joined.startswith(" ")
+                                and not joined.endswith(" ")
+                                and (not any(c in joined for c in _OTHER_BLANKS) if joined.isascii()
+                                     else not _NON_SPACE_BLANK.search(joined)))
 
 
 @gc_paused()
@@ -134,6 +160,22 @@ def count_ngrams(predictions: Sequence[str], references: Sequence[Sequence[str]]
     ngrams.owner = np.repeat(np.arange(len(references)), n_refs)
     ngrams.n_images = len(predictions)
     return ngrams
+
+
+def _sides(ng: _NGrams):
+    """The hypothesis and reference pairs of ``ng`` apart, computed once for `bleu` and `cider_d`:
+    (h_sent, h_gram, h_count, h_key, r_sent, r_gram, r_count, r_key, r_runs), with keys
+    ``n-gram * images + image`` (both sorted) and ``r_runs`` the starts of the reference key runs."""
+    if getattr(ng, "_sides", None) is None:
+        n_img = ng.n_images
+        is_hyp = ng.pair_sent < n_img
+        is_ref = ~is_hyp
+        h_sent, h_gram, h_count = ng.pair_sent[is_hyp], ng.pair_gram[is_hyp], ng.pair_count[is_hyp]
+        r_sent, r_gram, r_count = ng.pair_sent[is_ref] - n_img, ng.pair_gram[is_ref], ng.pair_count[is_ref]
+        r_key = r_gram * n_img + ng.owner[r_sent]  # sorted: pairs are sorted by (n-gram, sentence)
+        ng._sides = (h_sent, h_gram, h_count, h_gram * n_img + h_sent, r_sent, r_gram, r_count, r_key,
+                     np.flatnonzero(_changes(r_key)))
+    return ng._sides
 
 
 def _counted(predictions, references, n: int, ngrams: _NGrams | None) -> _NGrams:
@@ -163,21 +205,16 @@ def cider_d(predictions: Sequence[str], references: Sequence[Sequence[str]], *, 
     ng = _counted(predictions, references, n, ngrams)
     owner = ng.owner
     n_img, n_ref = len(predictions), len(owner)
-    is_hyp = ng.pair_sent < n_img
-    h_sent, h_gram, r_gram = ng.pair_sent[is_hyp], ng.pair_gram[is_hyp], ng.pair_gram[~is_hyp]
-    r_sent = ng.pair_sent[~is_hyp] - n_img
-    r_img = owner[r_sent]
+    h_sent, h_gram, h_count, h_key, r_sent, r_gram, r_count, r_key, r_runs = _sides(ng)
     # document frequency: the number of images whose references contain the n-gram (runs of (n-gram, image))
-    r_key = r_gram * n_img + r_img  # sorted: pairs are sorted by (n-gram, sentence)
-    new_run = np.r_[True, r_key[1:] != r_key[:-1]] if len(r_key) else np.zeros(0, dtype=bool)
-    df = np.bincount(r_gram[new_run], minlength=len(ng.order))
+    df = np.bincount(r_gram[r_runs], minlength=len(ng.order))
     idf = math.log(float(n_img)) - np.log(np.maximum(1.0, df))
-    h_vec = ng.pair_count[is_hyp] * idf[h_gram]
-    r_vec = ng.pair_count[~is_hyp] * idf[r_gram]
+    h_vec = h_count * idf[h_gram]
+    r_vec = r_count * idf[r_gram]
     r_slot = r_sent * n + ng.order[r_gram] - 1  # (reference, n - 1) of each reference pair
     h_norm = np.sqrt(np.bincount(h_sent * n + ng.order[h_gram] - 1, weights=h_vec**2, minlength=n_img * n))
     r_norm = np.sqrt(np.bincount(r_slot, weights=r_vec**2, minlength=n_ref * n))
-    h_at_r = _join(r_key, h_gram * n_img + h_sent, h_vec)  # the hypothesis' weight of each reference n-gram
+    h_at_r = _join(r_key, h_key, h_vec)  # the hypothesis' weight of each reference n-gram
     val = np.bincount(r_slot, weights=np.minimum(h_at_r, r_vec) * r_vec, minlength=n_ref * n).reshape(n_ref, n)
     denom = h_norm.reshape(n_img, n)[owner] * r_norm.reshape(n_ref, n)
     val = np.divide(val, denom, out=val.copy(), where=denom != 0)
@@ -204,13 +241,10 @@ def bleu(predictions: Sequence[str], references: Sequence[Sequence[str]], *, n: 
     n_img = len(predictions)
     # pairs are sorted by (n-gram, sentence), hence references by (n-gram, image): the references'
     # maximum count per (n-gram, image) is a segmented maximum, joined to the hypotheses by key
-    is_hyp = ng.pair_sent < n_img
-    h_img, h_gram, h_count = ng.pair_sent[is_hyp], ng.pair_gram[is_hyp], ng.pair_count[is_hyp]
-    r_key = ng.pair_gram[~is_hyp] * n_img + owner[ng.pair_sent[~is_hyp] - n_img]
-    starts = np.flatnonzero(np.r_[True, r_key[1:] != r_key[:-1]]) if len(r_key) else np.zeros(0, dtype=np.int64)
+    h_img, h_gram, h_count, h_key, _, _, r_count, r_key, starts = _sides(ng)
     max_keys = r_key[starts]
-    max_count = np.maximum.reduceat(ng.pair_count[~is_hyp], starts) if len(starts) else np.zeros(0)
-    clipped = np.minimum(h_count, _join(h_gram * n_img + h_img, max_keys, max_count))
+    max_count = np.maximum.reduceat(r_count, starts) if len(starts) else np.zeros(0)
+    clipped = np.minimum(h_count, _join(h_key, max_keys, max_count))
     correct = np.bincount(h_img * n + ng.order[h_gram] - 1, weights=clipped, minlength=n_img * n).reshape(n_img, n)
     testlen = ng.n_tokens[:n_img].astype(np.float64)
     guess = np.maximum(0, testlen[:, None] - np.arange(n)[None])
@@ -261,17 +295,23 @@ def _pairwise_lcs(cands: list[list[str]], refs: list[list[str]], owner: np.ndarr
     their pairs at once (one vector step per reference token); longer ones use `lcs_length`.
     """
     words = list(itertools.chain.from_iterable(cands))
-    n_cand_tokens = len(words)
     words.extend(itertools.chain.from_iterable(refs))
     vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
-    n_vocab = max(len(vocab), 1)
     tokens = np.fromiter(map(vocab.__getitem__, words), dtype=np.int64, count=len(words))
     c_len = np.fromiter(map(len, cands), dtype=np.int64, count=len(cands))
     r_len_all = np.fromiter(map(len, refs), dtype=np.int64, count=len(refs))
+    return _pairwise_lcs_numbers(tokens, c_len, r_len_all, owner, max(len(vocab), 1), chunk=chunk)
+
+
+def _pairwise_lcs_numbers(tokens: np.ndarray, c_len: np.ndarray, r_len_all: np.ndarray, owner: np.ndarray,
+                          n_vocab: int, *, chunk: int = 8192) -> np.ndarray:
+    """`_pairwise_lcs` of numbered tokens: ``tokens`` holds the candidates' (``c_len`` each) then the
+    references' (``r_len_all`` each), numbers below ``n_vocab``."""
+    n_cand_tokens = int(c_len.sum())
     r_start = n_cand_tokens + np.cumsum(r_len_all) - r_len_all
     # (image, token) -> bitmask of the candidate's positions holding that token
     c_tok = tokens[:n_cand_tokens]
-    c_img = np.repeat(np.arange(len(cands)), c_len)
+    c_img = np.repeat(np.arange(len(c_len)), c_len)
     c_pos = np.arange(len(c_tok)) - np.repeat(np.cumsum(c_len) - c_len, c_len)
     keep = c_len[c_img] <= 63
     key = c_img[keep] * n_vocab + c_tok[keep]
@@ -280,7 +320,7 @@ def _pairwise_lcs(cands: list[list[str]], refs: list[list[str]], owner: np.ndarr
     key, bits = key[order], bits[order]
     first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
     keys, masks = key[first], np.bitwise_or.reduceat(bits, first) if len(first) else bits
-    out = np.zeros(len(refs), dtype=np.int64)
+    out = np.zeros(len(r_len_all), dtype=np.int64)
     fast = np.flatnonzero(c_len[owner] <= 63)
     for block in range(0, len(fast), chunk):
         pairs = fast[block:block + chunk]
@@ -300,29 +340,42 @@ def _pairwise_lcs(cands: list[list[str]], refs: list[list[str]], owner: np.ndarr
             u = v & match[:, t]
             v = ((v + u) | (v - u)) & full
         out[pairs] = c_len[owner[pairs]] - np.bitwise_count(v)
+    c_start = np.cumsum(c_len) - c_len
     for k in np.flatnonzero(c_len[owner] > 63):
-        out[k] = lcs_length(refs[k], cands[owner[k]])
+        c = owner[k]
+        out[k] = lcs_length(tokens[r_start[k]:r_start[k] + r_len_all[k]].tolist(),
+                            tokens[c_start[c]:c_start[c] + c_len[c]].tolist())
     return out
 
 
 @gc_paused()
-def rouge_l(predictions: Sequence[str], references: Sequence[Sequence[str]], *, beta: float = 1.2):
+def rouge_l(predictions: Sequence[str], references: Sequence[Sequence[str]], *, beta: float = 1.2,
+            ngrams: _NGrams | None = None):
     """ROUGE-L F -> (corpus mean, per-image (I,) array), as pycocoevalcap's `Rouge` (tokens split on " ").
 
     Per image: the best LCS precision and the best LCS recall over its references, combined as
-    ``(1 + beta^2) P R / (R + beta^2 P)`` (0 when either is 0).
+    ``(1 + beta^2) P R / (R + beta^2 P)`` (0 when either is 0). ``ngrams``: `count_ngrams` of the
+    same inputs, whose token numbers are used where splitting on " " gives the same tokens.
     """
-    cands = [c.split(" ") for c in predictions]
-    refs = [r.split(" ") for rs in references for r in rs]
     n_refs = np.fromiter(map(len, references), dtype=np.int64, count=len(references))
-    owner = np.repeat(np.arange(len(cands)), n_refs)
-    lcs = _pairwise_lcs(cands, refs, owner).astype(np.float64)
-    c_len = np.fromiter(map(len, cands), dtype=np.float64, count=len(cands))
-    r_len = np.fromiter(map(len, refs), dtype=np.float64, count=len(refs))
+    n_img = len(predictions)
+    owner = np.repeat(np.arange(n_img), n_refs)
+    if ngrams is not None and ngrams.space_split and ngrams.n_images == n_img and len(ngrams.n_tokens) == \
+            n_img + len(owner):
+        lengths = ngrams.n_tokens
+        lcs = _pairwise_lcs_numbers(ngrams.tokens, lengths[:n_img], lengths[n_img:], owner,
+                                    ngrams.n_vocab).astype(np.float64)
+        c_len, r_len = lengths[:n_img].astype(np.float64), lengths[n_img:].astype(np.float64)
+    else:
+        cands = [c.split(" ") for c in predictions]
+        refs = [r.split(" ") for rs in references for r in rs]
+        lcs = _pairwise_lcs(cands, refs, owner).astype(np.float64)
+        c_len = np.fromiter(map(len, cands), dtype=np.float64, count=len(cands))
+        r_len = np.fromiter(map(len, refs), dtype=np.float64, count=len(refs))
     starts = np.cumsum(n_refs) - n_refs
     prec = np.maximum.reduceat(lcs / c_len[owner], starts)
     rec = np.maximum.reduceat(lcs / r_len, starts)
     ok = (prec != 0) & (rec != 0)
-    scores = np.zeros(len(cands))
+    scores = np.zeros(n_img)
     scores[ok] = ((1 + beta**2) * prec[ok] * rec[ok]) / (rec[ok] + beta**2 * prec[ok])
     return float(scores.mean()), scores

@@ -109,9 +109,9 @@ def test_line_end_characters_score_as_spaces(real_pairs):
     assert raw["CIDEr"][0] != pytest.approx(b.corpus["CIDEr"], abs=1e-9)
 
 
-def test_identical_to_cocoevalcap_with_fallback_captions(real_pairs):
+def test_identical_to_cocoevalcap_with_lexer_captions(real_pairs):
     preds, refs = real_pairs
-    preds = {k: v if n % 3 else f'"{v}" (etc.)' for n, (k, v) in enumerate(preds.items())}  # these go to Java
+    preds = {k: v if n % 3 else f'"{v}" (etc.) & <b>' for n, (k, v) in enumerate(preds.items())}  # the lexer
     ours = caption_scores(preds, refs, metrics=["BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr"])
     for m, (c, s) in reference_pipeline(preds, refs, metrics=("BLEU", "ROUGE-L", "CIDEr")).items():
         if m in ours.corpus:
@@ -128,12 +128,15 @@ def test_single_image_cider_is_zero_with_an_explanation():
 
 def test_no_java_is_a_clear_error_only_when_java_is_needed(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(JavaUnavailable, match="java was not found"):
-        caption_scores({"a": "x & y", "b": "z"}, {"a": ["x y"], "b": ["z"]}, metrics=["BLEU-4"])  # Java fallback
+    with pytest.raises(JavaUnavailable, match="java was not found"):  # the lexer leaves this sigma to Java
+        caption_scores({"a": "\u0391\u03a3-\u0392", "b": "z"}, {"a": ["x y"], "b": ["z"]}, metrics=["BLEU-4"])
     with pytest.raises(JavaUnavailable, match="java was not found"):
         caption_scores({"a": "x y", "b": "z"}, {"a": ["x y"], "b": ["z"]}, metrics=["METEOR"])
-    # captions inside the in-process tokenizer's set and pre-tokenised text need no Java for the fast metrics
+    # any other text (the in-process rules and lexer) and pre-tokenised text need no Java for the fast metrics
     assert caption_scores({"a": "Xo, yes.", "b": "z"}, {"a": ["xo yes"], "b": ["z"]},
+                          metrics=["ROUGE-L"]).corpus["ROUGE-L"] == 1.0
+    assert caption_scores({"a": "x & y <image> 1.000 U.S. caf\u00e9 \U0001f436", "b": "z"},
+                          {"a": ["x & y <image> 1.000 u.s. caf\u00e9"], "b": ["z"]},
                           metrics=["ROUGE-L"]).corpus["ROUGE-L"] == 1.0
     assert caption_scores({"a": "x y", "b": "z"}, {"a": ["x y"], "b": ["z"]}, metrics=["ROUGE-L"],
                           tokenize=False).corpus["ROUGE-L"] == 1.0

@@ -29,6 +29,8 @@ def assert_parity(preds, refs):
     np.testing.assert_allclose(fbs, bs, rtol=0, atol=1e-9)
     fr, frs = rouge_l(preds, refs)
     assert abs(fr - r) <= 1e-9 and np.abs(frs - rs).max() <= 1e-9
+    sr, srs = rouge_l(preds, refs, ngrams=count_ngrams(preds, refs))  # count_ngrams' token numbers: same numbers
+    assert sr == fr and np.array_equal(srs, frs)
     fc, fcs = cider_d(preds, refs)
     assert abs(fc - c) <= 1e-9 and np.abs(fcs - cs).max() <= 1e-9
     return c
@@ -105,3 +107,25 @@ def test_empty_sentences_and_shared_ngrams_match_the_reference():
     assert np.array_equal(cider_d(preds, refs, ngrams=ngrams)[1], cider_d(preds, refs)[1])
     with pytest.raises(RegionLibError, match="need n = 3"):
         bleu(preds, refs, n=3, ngrams=ngrams)
+
+
+def test_rouge_with_shared_token_numbers_only_where_splitting_on_spaces_agrees():
+    """ROUGE-L splits on " " (pycocoevalcap's Rouge), BLEU / CIDEr-D on any whitespace: the n-gram counter's
+    token numbers are reused only when both splits give the same tokens."""
+    long = " ".join(f"w{i % 9}" for i in range(100))  # over 63 tokens: the per-pair LCS
+    cases = [
+        (["a red dog", "two cats", long], [["a dog", "red dog sits"], ["cats"], [long, "w1 w2"]], True),
+        (["", "a dog"], [["a dog"], ["dog"]], False),           # an empty prediction: [""] for ROUGE-L
+        (["a  dog", "x"], [["a dog"], ["x"]], False),           # a double space: an empty token
+        (["a dog ", "x"], [["a dog"], ["x"]], False),           # a trailing space
+        (["a\tdog", "x"], [["a dog"], ["x"]], False),          # a tab: one token for ROUGE-L
+        (["1\u00a01/2 cups", "x"], [["1 1/2 cups"], ["x"]], False),  # PTB's no-break space inside a token
+        (["caf\u00e9 au lait", "x"], [["caf\u00e9"], ["x y"]], True),
+    ]
+    for preds, refs, shared in cases:
+        ngrams = count_ngrams(preds, refs)
+        assert ngrams.space_split == shared, preds
+        c, s = rouge_l(preds, refs)
+        cs, ss = rouge_l(preds, refs, ngrams=ngrams)
+        rc, _ = Rouge().compute_score({i: r for i, r in enumerate(refs)}, {i: [p] for i, p in enumerate(preds)})
+        assert c == cs == pytest.approx(rc, abs=1e-12) and np.array_equal(s, ss), preds
