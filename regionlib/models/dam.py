@@ -89,7 +89,7 @@ VIDEO_INSTRUCTION = ("Given the video in the form of a sequence of frames above,
 
 def vila_v1_prompt(*, video: bool = False, joint: bool = False, instruction: str | None = None) -> str:
     """VILA's ``v1`` conversation (separator style TWO) of one user turn awaiting the answer, with the
-    ``{visual}`` slot where the released prompt has its ``<image>`` placeholders:
+    ``{visual}`` slot where the released prompt has its ``<image>`` tokens:
     ``<system> USER: [Image: |Video: ]{visual}\\n<instruction> ASSISTANT:`` (``Video: `` for clips,
     ``Image: `` for single images of a joint checkpoint; the default instruction per medium)."""
     media = "Video: " if video else ("Image: " if joint else "")

@@ -525,14 +525,14 @@ def newest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def _safetensors_complete(path: Path) -> bool:
-    """True if ``path`` is a safetensors file whose size is 8 + header + the end of its last tensor."""
+    """True if ``path`` is a readable, complete safetensors file (`read_safetensors_header`)."""
+    from ..errors import CheckpointError
+    from ..models.checkpoint import read_safetensors_header
+
     try:
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(n))
-        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
-        return path.stat().st_size == 8 + n + end
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        read_safetensors_header(path)
+        return True
+    except CheckpointError:
         return False
 
 

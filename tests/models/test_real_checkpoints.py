@@ -536,14 +536,19 @@ def test_a_damaged_vision_or_sam_checkpoint_is_a_checkpoint_error(src, tmp_path)
     (no_proc / "preprocessor_config.json").unlink()
     with pytest.raises(CheckpointError, match="no preprocessor_config.json"):
         create_model("tiny-dam", vision__path=str(no_proc))
-    cut = tmp_path / "cut"
-    shutil.copytree(src["siglip"], cut)
-    weights = cut / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-100])
+    cut = _truncated_copy(src["siglip"], tmp_path / "cut")
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         create_model("tiny-dam", vision__path=str(cut))
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
-        load_state_dict(weights)
+        load_state_dict(cut / "model.safetensors")
+
+
+def _truncated_copy(source: Path, dest: Path) -> Path:
+    """A copy of the checkpoint folder ``source`` whose model.safetensors lost its last 64 bytes."""
+    shutil.copytree(source, dest)
+    weights = dest / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-64])
+    return dest
 
 
 def test_an_lm_directory_without_tokenizer_files_is_refused(tmp_path):
@@ -566,9 +571,6 @@ def test_a_dam_from_tower_paths_warns_that_its_projector_is_random(src):
 
 def test_a_truncated_lm_checkpoint_is_a_checkpoint_error(src, tmp_path):
     """Bug caught: a truncated ``lm__path`` model.safetensors raising a bare SafetensorError."""
-    cut = tmp_path / "lm"
-    shutil.copytree(src["gpt2"], cut)
-    weights = cut / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-64])
+    cut = _truncated_copy(src["gpt2"], tmp_path / "lm")
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         create_model("tiny-dam", lm__path=str(cut))
